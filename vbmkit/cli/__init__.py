@@ -1,0 +1,1 @@
+"""The ``vbmkit`` command line (typer): thin commands that parse, call one workflow, print."""

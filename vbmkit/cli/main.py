@@ -1,0 +1,36 @@
+"""``vbmkit``: the typer application. Each command lives in its own module of this package
+and is registered below; heavy imports happen inside the commands."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from vbmkit import __version__
+
+app = typer.Typer(
+    name="vbmkit",
+    help="Voxel-based morphometry in PyTorch: preprocess T1 images, fit voxel-wise GLMs with "
+    "subsample stability, extract ROI volumes and compare with CAT12.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vbmkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """vbmkit command line."""
+
+
+# Command registration: one line per command module.

@@ -1,0 +1,132 @@
+"""The study YAML as one pydantic model tree (``extra="forbid"``, ``schema_version``).
+
+Every section is optional except ``inputs``; a section that is absent is not run by
+``vbmkit run`` (``glm`` needs ``inputs.covariates``). Field docs live in ``docs/config.md``;
+the descriptions below are what ``vbmkit init`` writes as comments.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SCHEMA_VERSION = 1
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputsConfig(_Section):
+    t1: list[str] = Field(default_factory=list, description=(
+        "T1-weighted images to preprocess: files, globs or BIDS folders "
+        "(sub-*/[ses-*/]anat/*_T1w.nii[.gz])."))
+    maps: list[str] = Field(default_factory=list, description=(
+        "Already preprocessed maps for the statistics (files, globs, or vbmkit / CAT12 / "
+        "deepmriprep output folders); used instead of the preprocess outputs when given."))
+    covariates: Path | None = Field(None, description="Covariate table (CSV or TSV, e.g. BIDS participants.tsv).")
+    id_column: str = Field("participant_id", description="Column of the covariate table holding subject IDs.")
+    missing: Literal["error", "drop"] = Field("error", description=(
+        "What to do with images without a covariate row and rows without an image: "
+        "'error' lists them and stops; 'drop' lists them and goes on without them."))
+
+
+class PreprocessConfig(_Section):
+    engine: Literal["classic", "deepmriprep"] = Field("classic", description=(
+        "'classic' needs no weights beyond deepbet's; 'deepmriprep' uses the paper's networks "
+        "when their weights are installed."))
+    fwhm: list[float] = Field(default_factory=lambda: [6.0], description="Smoothing kernels, FWHM in mm.")
+    jobs: int = Field(1, ge=1, description="Subjects processed in parallel (CPU processes).")
+    skull_strip: Literal["auto", "always", "never"] = Field("auto", description=(
+        "Run deepbet brain extraction: 'auto' always runs it and never cuts brain on skull-stripped input."))
+    save_deformation: bool = Field(False, description="Also write the deformation field y_<name>.nii.gz.")
+    segmentation_resolution_mm: float = Field(1.0, gt=0.3, le=2.0, description="Voxel size of the segmentation grid in mm.")
+
+    @field_validator("fwhm")
+    @classmethod
+    def _fwhm_positive(cls, v: list[float]) -> list[float]:
+        if not v or any(f <= 0 or f > 30 for f in v):
+            raise ValueError(f"expected one or more FWHM values in (0, 30] mm; got {v}")
+        return v
+
+
+class GlmConfig(_Section):
+    maps: str = Field("s6mwp1", description="Which map to analyse from output folders (s6mwp1, mwp1, s6mwp2, ...).")
+    formula: str = Field(..., description="Right-hand side of the model, e.g. 'age + C(sex) + TIV'; an intercept is added.")
+    contrasts: dict[str, str | list[float] | list[list[float]]] = Field(..., description=(
+        "Named contrasts: a column expression ('age', '-age', 'C(group)[T.depr]', 'a - b'), a "
+        "vector, a matrix (F), a list of columns 'F: a, b', or a whole factor 'C(site)' (F)."))
+    standardize: bool = Field(True, description="Centre and scale continuous covariates (t and p are unchanged; betas are per SD).")
+    subsamples: int = Field(100, ge=0, description="Number of random subsamples (0: none).")
+    fraction: float = Field(0.8, gt=0.0, le=1.0, description="Fraction of subjects in each subsample, drawn without replacement.")
+    stratify: str | None = Field(None, description="Categorical column to stratify the subsamples by.")
+    permutations: int = Field(0, ge=0, description="Freedman-Lane permutations for max-statistic FWE p (0: none).")
+    seed: int = Field(0, description="Seed of the subsample draws and permutations.")
+    mask: Path | None = Field(None, description="Explicit mask image (non-zero = in); overrides mask_threshold.")
+    mask_threshold: float = Field(0.1, ge=0.0, description="Absolute threshold on the mean map (CAT12-like default 0.1).")
+    threshold: float | None = Field(None, description=(
+        "Statistic threshold for the stability map and clusters; default: the t (or F) of "
+        "uncorrected p = 0.001."))
+    cluster_min_voxels: int = Field(10, ge=1, description="Smallest cluster listed in clusters.csv, in voxels.")
+    device: str = Field("auto", description="'auto', 'cpu' or 'cuda'.")
+    memory_gb: float | None = Field(None, gt=0, description="Memory budget for the voxel chunks (default: a safe share of free memory).")
+
+    @field_validator("contrasts")
+    @classmethod
+    def _some_contrast(cls, v: dict) -> dict:
+        if not v:
+            raise ValueError("expected at least one named contrast")
+        return v
+
+
+class QcConfig(_Section):
+    exclude_flagged: bool = Field(False, description="Exclude subjects flagged by the homogeneity check from the GLM.")
+    sd_threshold: float = Field(2.0, gt=0, description="Flag subjects whose mean correlation is below mean - k SD.")
+
+
+class RoiConfig(_Section):
+    atlas: str = Field("lpba40", description="Atlas name (atlases/<name>/ or the deepmriprep wheel) or a NIfTI path.")
+    tissues: list[Literal["gm", "wm", "csf"]] = Field(default_factory=lambda: ["gm", "wm", "csf"],
+                                                      description="Tissues to measure (csf when mwp3 exists).")
+    native: bool = Field(False, description="Also measure in native space when native maps and deformations exist.")
+    statistics: bool = Field(True, description="Fit the study's formula and contrasts to every region (roi_stats.csv).")
+
+
+class CompareConfig(_Section):
+    cat12: Path | None = Field(None, description="CAT12 output folder to compare with.")
+    spm: Path | None = Field(None, description="SPM12 segmentation or results folder to compare with.")
+    ours: Path | None = Field(None, description="Our outputs (default: this study's preprocess folder).")
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> CompareConfig:
+        if self.cat12 is None and self.spm is None:
+            raise ValueError("expected 'cat12' or 'spm' (a folder to compare with)")
+        return self
+
+
+class ReportConfig(_Section):
+    title: str = Field("vbmkit study", description="Title of report.html.")
+    screenshot: bool = Field(False, description="Also render report.png with headless Chromium when installed.")
+
+
+class StudyConfig(_Section):
+    schema_version: Annotated[int, Field(description="Version of this schema; must be 1.")] = SCHEMA_VERSION
+    name: str = Field("study", description="Short name of the study.")
+    out: Path | None = Field(None, description="Output folder (default: beside the YAML, <name>_out).")
+    device: str = Field("auto", description="'auto', 'cpu' or 'cuda' for every stage.")
+    inputs: InputsConfig
+    preprocess: PreprocessConfig | None = None
+    qc: QcConfig | None = None
+    glm: GlmConfig | None = None
+    roi: RoiConfig | None = None
+    compare: CompareConfig | None = None
+    report: ReportConfig | None = None
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, v: int) -> int:
+        if v != SCHEMA_VERSION:
+            raise ValueError(f"expected schema_version {SCHEMA_VERSION}; got {v}")
+        return v

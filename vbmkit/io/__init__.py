@@ -1,0 +1,1 @@
+"""The only code that touches files: NIfTI, tables, packaged resources, CAT12/SPM/deepmriprep formats."""

@@ -1,0 +1,1 @@
+"""Figures (matplotlib / nilearn plotting) and self-contained HTML reports."""

@@ -1,0 +1,1 @@
+"""Orchestration only (no maths): subject, group, study, output naming."""
