@@ -89,8 +89,23 @@ def load_volume(path: str | os.PathLike, *, canonical: bool = True, dtype=torch.
     return Volume(torch.from_numpy(np.ascontiguousarray(data)).to(dtype), img.affine)
 
 
+def reorient(data: np.ndarray, affine: np.ndarray, target_affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Store the same grid in the axis order and directions of ``target_affine``.
+
+    Used to write RAS-ordered results with the affine of a reference file (Template_4_GS is
+    stored LAS, so vbmkit's mwp1 has exactly its affine). Returns (data, affine).
+    """
+    src = nib.orientations.io_orientation(affine)
+    dst = nib.orientations.io_orientation(np.asarray(target_affine, dtype=np.float64))
+    transform = nib.orientations.ornt_transform(src, dst)
+    out = nib.orientations.apply_orientation(data, transform)
+    new_affine = affine @ nib.orientations.inv_ornt_aff(transform, data.shape)
+    return np.ascontiguousarray(out), new_affine
+
+
 def save_volume(path: str | os.PathLike, data: torch.Tensor | np.ndarray, affine: np.ndarray, *,
-                dtype=np.float32, description: str | None = None) -> Path:
+                dtype=np.float32, description: str | None = None,
+                orientation_of: np.ndarray | None = None) -> Path:
     """Write a 3-D array as NIfTI atomically (temporary file, then rename).
 
     Parameters
@@ -100,10 +115,15 @@ def save_volume(path: str | os.PathLike, data: torch.Tensor | np.ndarray, affine
     dtype : numpy dtype of the stored values (float32 by default, uint8 for masks/labels)
     description : str, optional
         Stored in the header ``descrip`` field (80 characters at most).
+    orientation_of : (4, 4) affine, optional
+        Store the voxels in this affine's axis order (see :func:`reorient`), e.g. the affine of
+        Template_4_GS or of the native input image.
     """
     arr = data.detach().cpu().numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
     if arr.ndim != 3:
         raise ImageError(f"save_volume {path}: expected a 3-D array; got shape {arr.shape}")
+    if orientation_of is not None:
+        arr, affine = reorient(arr, np.asarray(affine, dtype=np.float64), orientation_of)
     img = nib.Nifti1Image(arr.astype(dtype, copy=False), np.asarray(affine, dtype=np.float64))
     img.header.set_xyzt_units("mm")
     img.set_qform(img.affine, code=1)
