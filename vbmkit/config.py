@@ -62,7 +62,7 @@ class GlmConfig(_Section):
     subsamples: int = Field(100, ge=0, description="Number of random subsamples (0: none).")
     fraction: float = Field(0.8, gt=0.0, le=1.0, description="Fraction of subjects in each subsample, drawn without replacement.")
     stratify: str | None = Field(None, description="Categorical column to stratify the subsamples by.")
-    permutations: int = Field(0, ge=0, description="Freedman-Lane permutations for max-statistic FWE p (0: none).")
+    permutations: int = Field(0, ge=0, description="Freedman-Lane permutations for max-statistic FWE p, the identity included (0: none; else >= 2).")
     seed: int = Field(0, description="Seed of the subsample draws and permutations.")
     mask: Path | None = Field(None, description="Explicit mask image (non-zero = in); overrides mask_threshold.")
     mask_threshold: float = Field(0.1, ge=0.0, description="Absolute threshold on the mean map (CAT12-like default 0.1).")
@@ -78,6 +78,13 @@ class GlmConfig(_Section):
     def _some_contrast(cls, v: dict) -> dict:
         if not v:
             raise ValueError("expected at least one named contrast")
+        return v
+
+    @field_validator("permutations")
+    @classmethod
+    def _not_one_permutation(cls, v: int) -> int:
+        if v == 1:
+            raise ValueError("expected 0 (no permutations) or at least 2 (the identity counts as one); got 1")
         return v
 
 

@@ -34,3 +34,24 @@ def main(
 
 
 # Command registration: one line per command module.
+from vbmkit.cli.preprocess import app_command as _preprocess  # noqa: E402
+
+app.command("preprocess")(_preprocess)
+from vbmkit.cli.glm import app_command as _glm  # noqa: E402
+
+app.command("glm")(_glm)
+from vbmkit.cli.demo import app_command as _demo  # noqa: E402
+
+app.command("demo")(_demo)
+from vbmkit.cli.run import app_command as _run  # noqa: E402
+
+app.command("run")(_run)
+from vbmkit.cli.simulate import app_command as _simulate  # noqa: E402
+
+app.command("simulate")(_simulate)
+from vbmkit.cli.init import app_command as _init  # noqa: E402
+
+app.command("init")(_init)
+from vbmkit.cli.roi import app_command as _roi  # noqa: E402
+
+app.command("roi")(_roi)

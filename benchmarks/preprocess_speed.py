@@ -1,0 +1,81 @@
+"""Wall time per preprocessing step and peak RAM for one real 1 mm T1 (issue 3, "Must show" 5).
+
+Target on the 2-core development CPU: <= 60 s per subject, peak RAM <= 6 GB; on an H100-class
+GPU: <= 5 s per subject in a batch. The first subject of a process pays one-off costs (reading
+the templates, TorchScript warm-up); ``--repeat 2`` also times a second, warm subject, which is
+what every further subject of a batch costs.
+
+    .venv/bin/python benchmarks/preprocess_speed.py [--input T1.nii.gz] [--device cpu] [--threads 2] [--repeat 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_INPUT = REPO.parent / "shared" / "data" / "segref" / "chris_t1_fullhead.nii.gz"
+
+
+def peak_rss_gb() -> float:
+    """Peak resident memory of this process so far (Linux ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--input", type=Path, default=DEFAULT_INPUT, help="a 1 mm T1 (default: segref chris_t1_fullhead)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (the machine has 2 cores)")
+    ap.add_argument("--repeat", type=int, default=2, help="subjects timed in one process (1: cold only)")
+    ap.add_argument("--out", type=Path, default=None, help="output folder (default: a temporary one)")
+    args = ap.parse_args(argv)
+
+    from vbmkit.config import PreprocessConfig
+    from vbmkit.device import resolve_device
+    from vbmkit.io.bids import T1Input
+    from vbmkit.workflows.subject import preprocess_subject
+
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    settings = PreprocessConfig()
+    out = args.out if args.out is not None else Path(tempfile.mkdtemp(prefix="vbmkit_speed_"))
+    print(f"input {args.input}\ndevice {device}, torch threads {torch.get_num_threads()}, "
+          f"load average before {tuple(round(v, 2) for v in os.getloadavg())}")
+    runs = []
+    for i in range(args.repeat):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        report = preprocess_subject(T1Input(name=f"speed{i}", path=args.input), out, settings, device=device)
+        wall = time.perf_counter() - t0
+        gpu = torch.cuda.max_memory_allocated() / 1024 ** 3 if device.type == "cuda" else float("nan")
+        runs.append((report["timings_s"], wall, gpu))
+        print(f"run {i + 1}: {wall:.1f} s, TIV {report['volumes_ml']['tiv']:.0f} mL, "
+              f"warp MSE {report['quality']['warp_mse']:.4f}, load average {tuple(round(v, 2) for v in os.getloadavg())}")
+
+    steps = [k for k in runs[0][0] if k != "total"]
+    print("\nstep            " + "".join(f"  run {i + 1:<5}" for i in range(len(runs))))
+    for s in steps:
+        print(f"{s:<16}" + "".join(f"  {r[0].get(s, float('nan')):8.2f} s" for r in runs))
+    print(f"{'total':<16}" + "".join(f"  {r[1]:8.2f} s" for r in runs))
+    print(f"\npeak RAM (process): {peak_rss_gb():.2f} GB  (target <= 6 GB)")
+    if device.type == "cuda":
+        print("peak GPU memory: " + ", ".join(f"{r[2]:.2f} GB" for r in runs))
+    best = min(r[1] for r in runs)
+    target = 5.0 if device.type == "cuda" else 60.0
+    print(f"fastest subject: {best:.1f} s (target <= {target:.0f} s): {'PASS' if best <= target else 'FAIL'}")
+    print(f"load average after: {tuple(round(v, 2) for v in os.getloadavg())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Synthetic cohort: covariates, planted effects and their truth maps (pure parts)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from vbmkit.simulate.cohort import (
+    CohortParameters,
+    design_cohort,
+    region_weight,
+    subject_tissue,
+    tissue_priors,
+    true_effect_maps,
+)
+
+SHAPE = (14, 16, 18)  # unequal dimensions
+
+
+def _template() -> torch.Tensor:
+    x, y, z = torch.meshgrid(*[torch.linspace(-1, 1, s) for s in SHAPE], indexing="ij")
+    r = (x**2 + y**2 + z**2).sqrt()
+    wm = (1 - r / 0.4).clamp(0, 1)
+    gm = ((0.8 - r) / 0.2).clamp(0, 1) * (1 - wm)
+    rest = 1 - gm - wm
+    return torch.stack([gm, wm, rest])
+
+
+def _atlas() -> torch.Tensor:
+    a = torch.zeros(SHAPE, dtype=torch.int64)
+    a[:7, :, :] = 21  # left half
+    a[7:, :, :] = 22
+    a[:, :3, :] = 0
+    return a
+
+
+def test_priors_confine_csf_to_the_head():
+    priors = tissue_priors(_template(), voxel_size_mm=6.0)  # a 14-voxel box is ~84 mm wide
+    assert priors.shape == (3, *SHAPE)
+    assert float(priors[2, 0, 0, 0]) == 0.0  # box corner: background, not CSF
+    assert float(priors.sum(0).max()) <= 1.0 + 1e-6
+    assert torch.allclose(priors[:2], _template()[:2])
+    assert float(priors[2, 7, 8, 9]) == 0.0  # centre is all WM
+
+
+def test_design_balances_sex_and_group_and_scales_heads():
+    design = design_cohort(_template(), _atlas(), n=40, generator=torch.Generator().manual_seed(3),
+                           age_regions=[21], group_regions=[22])
+    assert design.sex.count("M") == 20 and design.group.count("patient") == 20
+    assert float(design.age.min()) >= 20 and float(design.age.max()) <= 80
+    assert torch.equal(design.age, torch.round(design.age * 10) / 10)
+    m = torch.tensor([s == "M" for s in design.sex])
+    assert float(design.head_scale[m].mean()) > float(design.head_scale[~m].mean()) + 0.05
+    again = design_cohort(_template(), _atlas(), n=40, generator=torch.Generator().manual_seed(3),
+                          age_regions=[21], group_regions=[22])
+    assert torch.equal(again.age, design.age) and again.sex == design.sex  # seeded
+
+
+def test_planted_effects_are_linear_and_match_truth_maps():
+    params = CohortParameters(anatomy_sd=0.0)  # no anatomy noise: GM_individual == prior exactly
+    design = design_cohort(_template(), _atlas(), n=4, generator=torch.Generator().manual_seed(0),
+                           age_regions=[21], group_regions=[22], parameters=params)
+    design = dataclasses.replace(design, age=torch.tensor([20.0, 50.0, 20.0, 20.0], dtype=torch.float64),
+                                 group=["control", "control", "patient", "control"])
+    tissues = [subject_tissue(design, i, generator=torch.Generator().manual_seed(9)) for i in range(4)]
+    truth = true_effect_maps(design)
+    # float32 maps: differences agree to float32 rounding of values <= 1
+    assert torch.allclose(tissues[1][0] - tissues[0][0], 30 * truth["age"], atol=1e-6)
+    assert torch.allclose(tissues[2][0] - tissues[3][0], truth["group"], atol=1e-6)
+    # lost GM becomes CSF: the tissue sum is unchanged
+    assert torch.allclose(tissues[1].sum(0), design.priors.sum(0), atol=1e-6)
+    assert float(truth["age"][8:, :, :].abs().max()) < 1e-3  # away from the age region
+    assert float(truth["age"].min()) < -1e-3
+
+
+def test_anatomy_field_varies_gm_between_subjects():
+    design = design_cohort(_template(), _atlas(), n=4, generator=torch.Generator().manual_seed(0),
+                           age_regions=[21], group_regions=[22])
+    a = subject_tissue(design, 0, generator=torch.Generator().manual_seed(1))
+    b = subject_tissue(design, 0, generator=torch.Generator().manual_seed(2))
+    assert float((a[0] - b[0]).abs().max()) > 1e-3
+    assert float(a.min()) >= 0.0
+
+
+def test_errors_name_the_argument():
+    with pytest.raises(ValueError, match="missing \\[99\\]"):
+        region_weight(_atlas(), [21, 99])
+    with pytest.raises(ValueError, match="n: expected at least 4"):
+        design_cohort(_template(), _atlas(), n=3, generator=torch.Generator(), age_regions=[21],
+                      group_regions=[22])
+    with pytest.raises(ValueError, match="atlas: expected the template's grid"):
+        design_cohort(_template(), _atlas()[:-1], n=8, generator=torch.Generator(), age_regions=[21],
+                      group_regions=[22])
+    with pytest.raises(ValueError, match="template: expected \\(3, X, Y, Z\\)"):
+        tissue_priors(torch.zeros(2, *SHAPE))

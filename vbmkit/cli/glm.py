@@ -1,0 +1,122 @@
+"""``vbmkit glm``: voxel-wise GLM with subsample stability and permutation FWE."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vbmkit.cli.common import DeviceOption, handle_errors
+
+
+def parse_contrast_options(items: list[str]) -> dict[str, str]:
+    """``["age=age", "dep=C(group)[T.depr]"]`` -> ``{"age": "age", "dep": "C(group)[T.depr]"}``."""
+    from vbmkit.errors import ConfigError
+
+    spec: dict[str, str] = {}
+    for item in items:
+        name, sep, expr = item.partition("=")
+        if not sep or not name.strip() or not expr.strip():
+            raise ConfigError(f"--contrast {item!r}: expected NAME=EXPR, e.g. age=age or dep='C(group)[T.depr]'")
+        if name.strip() in spec:
+            raise ConfigError(f"--contrast {item!r}: the name {name.strip()!r} is given twice")
+        spec[name.strip()] = expr.strip()
+    return spec
+
+
+@handle_errors
+def app_command(
+    images: Annotated[list[str] | None, typer.Argument(
+        help="Maps: files, globs, or vbmkit / CAT12 / deepmriprep output folders.", show_default=False)] = None,
+    covariates: Annotated[Path | None, typer.Option("--covariates", "-c", help="Covariate table (CSV/TSV, e.g. participants.tsv).")] = None,
+    id_column: Annotated[str, typer.Option("--id-column", help="Column of subject IDs (found in the image file names).")] = "participant_id",
+    formula: Annotated[str | None, typer.Option("--formula", "-f", help="Model, e.g. 'age + C(sex) + TIV' (intercept added).")] = None,
+    contrast: Annotated[list[str] | None, typer.Option("--contrast", help="NAME=EXPR, repeatable: age=age, neg=-age, dep='C(group)[T.depr]', site='C(site)', both='F: age, TIV', v='0 1 0'.")] = None,
+    subsamples: Annotated[int, typer.Option("--subsamples", min=0, help="Random subsamples for median t / stability (0: none).")] = 100,
+    fraction: Annotated[float, typer.Option("--fraction", min=0.0, max=1.0, help="Fraction of subjects per subsample.")] = 0.8,
+    permutations: Annotated[int, typer.Option("--permutations", min=0, help="Freedman-Lane permutations for FWE p (0: none).")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of subsamples and permutations.")] = 0,
+    mask: Annotated[Path | None, typer.Option("--mask", help="Mask image (non-zero = in) on the maps' grid.")] = None,
+    mask_threshold: Annotated[float, typer.Option("--mask-threshold", min=0.0, help="Threshold on the mean map when no --mask.")] = 0.1,
+    threshold: Annotated[float | None, typer.Option("--threshold", help="Statistic threshold for stability and clusters (default: p < 0.001 uncorrected).")] = None,
+    stratify: Annotated[str | None, typer.Option("--stratify", help="Categorical column to stratify the subsamples by.")] = None,
+    missing: Annotated[str, typer.Option("--missing", help="error or drop: images without a row, rows without an image or with missing values.")] = "error",
+    map_kind: Annotated[str, typer.Option("--map", help="Map kind to take from output folders (s6mwp1, mwp1, s6mwp2, ...).")] = "s6mwp1",
+    standardize: Annotated[bool, typer.Option("--standardize/--no-standardize", help="Centre and scale continuous covariates.")] = True,
+    cluster_min_voxels: Annotated[int, typer.Option("--cluster-min-voxels", min=1, help="Smallest cluster listed.")] = 10,
+    memory_gb: Annotated[float | None, typer.Option("--memory-gb", help="Memory budget of the voxel chunks in GB.")] = None,
+    device: DeviceOption = "auto",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (with --study: default <study out>/glm).")] = None,
+    study: Annotated[Path | None, typer.Option("--study", help="Study YAML: inputs.maps, inputs.covariates and the glm section.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Fit a voxel-wise GLM to maps and write t/F, p, FDR q, effect, subsample median t, IQR,
+    stability, permutation FWE p, clusters and a glass brain per contrast (see docs/glm.md).
+    """
+    from vbmkit.config import GlmConfig
+    from vbmkit.errors import ConfigError
+    from vbmkit.workflows.glm import run_glm
+
+    if study is not None:
+        items, table, id_col, settings, out, missing_policy, study_device = _from_study(study, out=out,
+                                                                                       images=images)
+        # --device beats glm.device, which beats the study's top-level device
+        for candidate in (settings.device, study_device):
+            device = device if device != "auto" else candidate
+    else:
+        if not images:
+            raise ConfigError("glm: expected IMAGES (files, globs or folders) or --study; got neither")
+        if covariates is None:
+            raise ConfigError("glm: expected --covariates FILE (CSV or TSV)")
+        if formula is None:
+            raise ConfigError("glm: expected --formula, e.g. 'age + C(sex) + TIV'")
+        if not contrast:
+            raise ConfigError("glm: expected at least one --contrast NAME=EXPR, e.g. --contrast age=age")
+        if out is None:
+            raise ConfigError("glm: expected --out DIR")
+        if missing not in ("error", "drop"):
+            raise ConfigError(f"--missing: expected 'error' or 'drop'; got {missing!r}")
+        settings = GlmConfig(maps=map_kind, formula=formula, contrasts=parse_contrast_options(contrast),
+                             standardize=standardize, subsamples=subsamples, fraction=fraction, stratify=stratify,
+                             permutations=permutations, seed=seed, mask=mask, mask_threshold=mask_threshold,
+                             threshold=threshold, cluster_min_voxels=cluster_min_voxels, device=device,
+                             memory_gb=memory_gb)
+        items, table, id_col, missing_policy = list(images), covariates, id_column, missing
+    summary = run_glm(items, table, id_column=id_col, settings=settings, out=out, missing=missing_policy,
+                      device=device, progress=not quiet)
+    _print_summary(summary, out)
+
+
+def _from_study(path: Path, *, out: Path | None, images: list[str] | None):
+    """Inputs, covariates, settings and output folder of ``vbmkit glm --study``."""
+    from vbmkit.errors import ConfigError
+    from vbmkit.workflows.study_plan import load_study
+
+    plan = load_study(path)
+    cfg = plan.config
+    if cfg.glm is None:
+        raise ConfigError(f"{path}: expected a 'glm' section for vbmkit glm --study; there is none")
+    if plan.covariates is None:
+        raise ConfigError(f"{path}: expected inputs.covariates for the GLM; it is not set")
+    items = list(images) if images else list(plan.maps)
+    if not items:
+        items = [str(plan.out / "preprocess")]  # maps written by `vbmkit run` / `vbmkit preprocess`
+    settings = cfg.glm
+    if settings.mask is not None:
+        settings = settings.model_copy(update={"mask": plan.resolve(settings.mask)})
+    glm_out = out if out is not None else plan.out / "glm"
+    return items, plan.covariates, cfg.inputs.id_column, settings, glm_out, cfg.inputs.missing, cfg.device
+
+
+def _print_summary(summary: dict, out: Path) -> None:
+    typer.echo(f"{summary['n_subjects']} subjects, {summary['n_voxels']} voxels, design columns "
+               f"{summary['design_columns']} -> {out}")
+    for name, c in summary["contrasts"].items():
+        stat = "t" if c["type"] == "t" else "F"
+        fwe = c["n_voxels_p_fwe_below_0.05"]
+        df = f"{c['df'][1]:g}" if c["type"] == "t" else f"{c['df'][0]:g}, {c['df'][1]:g}"
+        typer.echo(f"  {name}: max {stat} = {c['max_statistic']:.2f} (df {df}), "
+                   f"{c['n_voxels_q_fdr_below_0.05']} voxels q_FDR < 0.05"
+                   + (f", {fwe} voxels p_FWE < 0.05" if fwe is not None else "")
+                   + f", {c['n_clusters']} clusters at {stat} > {c['threshold']:.2f}")

@@ -1,0 +1,88 @@
+"""``vbmkit preprocess``: T1 images -> tissue maps, modulated warped maps, volumes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vbmkit.cli.common import DeviceOption, handle_errors
+
+
+@handle_errors
+def app_command(
+    inputs: Annotated[list[str] | None, typer.Argument(
+        help="T1 images: files, globs, plain folders or BIDS folders (sub-*/anat or sub-*/ses-*/anat, *_T1w.nii[.gz]).",
+        show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (required unless --study sets out).")] = None,
+    fwhm: Annotated[list[float] | None, typer.Option("--fwhm", help="Smoothing FWHM in mm; repeat for several (default 6).")] = None,
+    device: DeviceOption = "auto",
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Subjects in parallel (CPU processes; default 1).")] = None,
+    engine: Annotated[str | None, typer.Option("--engine", help="classic (default) or deepmriprep.")] = None,
+    skull_strip: Annotated[str | None, typer.Option("--skull-strip", help="auto (default), always or never.")] = None,
+    save_deformation: Annotated[bool | None, typer.Option("--save-deformation/--no-save-deformation",
+                                                          help="Also write y_<name>.nii.gz.", show_default=False)] = None,
+    study: Annotated[Path | None, typer.Option("--study", help="Study YAML: its preprocess section and inputs.t1 are the defaults.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Preprocess T1 images: brain mask, affine, segmentation (p0-p3), nonlinear registration to
+    CAT12's 1.5 mm template, modulated warped maps mwp1/mwp2, smoothed s<FWHM>mwp1/2, volumes.
+
+    Writes OUT/<name>/mri/*.nii.gz, OUT/<name>/report/<name>.json, OUT/volumes.csv and
+    OUT/errors.csv. Finished subjects are skipped on a rerun; the exit status is 1 when any input failed.
+    """
+    from vbmkit.config import PreprocessConfig
+    from vbmkit.errors import ConfigError
+    from vbmkit.workflows.preprocess import run_preprocess
+
+    base = PreprocessConfig()
+    study_inputs: list[str] = []
+    if study is not None:
+        cfg, study_out = _read_study(study)
+        base = cfg.preprocess if cfg.preprocess is not None else base
+        study_inputs = list(cfg.inputs.t1)
+        out = out if out is not None else study_out
+        device = device if device != "auto" else cfg.device
+    overrides = {k: v for k, v in {"fwhm": fwhm or None, "jobs": jobs, "engine": engine,
+                                   "skull_strip": skull_strip, "save_deformation": save_deformation}.items()
+                 if v is not None}
+    settings = PreprocessConfig.model_validate({**base.model_dump(), **overrides})
+    items = list(inputs) if inputs else study_inputs
+    if not items:
+        raise ConfigError("preprocess: expected T1 inputs (files, globs or folders); got none")
+    if out is None:
+        raise ConfigError("preprocess: expected --out DIR (or a --study YAML that sets out); got neither")
+    summary = run_preprocess(items, out, settings, device=device, progress=not quiet)
+    typer.echo(f"{len(summary.done)} done, {len(summary.skipped)} skipped (already finished), "
+               f"{len(summary.failed)} failed; volumes: {summary.volumes_csv}")
+    if summary.failed:
+        for name, reason in summary.failed.items():
+            typer.echo(f"failed: {name}: {reason}", err=True)
+        typer.echo(f"errors: {summary.errors_csv}", err=True)
+        raise typer.Exit(code=1)
+
+
+def _read_study(path: Path):
+    """The study config and its preprocess output folder (``<out>/preprocess``)."""
+    import yaml
+    from pydantic import ValidationError
+
+    from vbmkit.cli.common import format_validation_error
+    from vbmkit.config import StudyConfig
+    from vbmkit.errors import ConfigError
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: expected a readable study YAML; got {type(exc).__name__}: {exc}") from exc
+    try:
+        cfg = StudyConfig.model_validate(raw if raw is not None else {})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source=str(path))) from None
+    root = Path(path).resolve().parent
+    out = cfg.out if cfg.out is not None else Path(f"{cfg.name}_out")
+    out = out if out.is_absolute() else root / out
+    inputs = [t if Path(t).is_absolute() else str(root / t) for t in cfg.inputs.t1]
+    cfg = cfg.model_copy(update={"inputs": cfg.inputs.model_copy(update={"t1": inputs})})
+    return cfg, out / "preprocess"

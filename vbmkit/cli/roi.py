@@ -1,0 +1,54 @@
+"""``vbmkit roi``: regional GM/WM volumes per subject from modulated maps (LPBA40 by default)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vbmkit.cli.common import DeviceOption, handle_errors
+
+
+def _contrasts(items: list[str] | None) -> dict[str, str]:
+    from vbmkit.errors import ConfigError
+
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, expr = item.partition("=")
+        if not sep or not name.strip() or not expr.strip():
+            raise ConfigError(f"--contrast: expected NAME=EXPR (e.g. age=age); got {item!r}")
+        out[name.strip()] = expr.strip()
+    return out
+
+
+@handle_errors
+def app_command(
+    images: Annotated[list[str], typer.Argument(
+        help="mwp1/mwp2(/mwp3) maps: files, globs, or vbmkit / CAT12 / deepmriprep output folders.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for the tables.")],
+    atlas: Annotated[str, typer.Option("--atlas", help="Atlas name (lpba40, neuromorphometrics, hammers, ...) "
+                                                       "or a label NIfTI with <stem>_labels.csv beside it.")] = "lpba40",
+    covariates: Annotated[Path | None, typer.Option("--covariates", help="Covariate CSV/TSV for ROI statistics.")] = None,
+    id_column: Annotated[str, typer.Option("--id-column", help="Subject ID column of the covariates.")] = "participant_id",
+    formula: Annotated[str | None, typer.Option("--formula", help="Right-hand side, e.g. 'age + C(sex) + TIV'.")] = None,
+    contrast: Annotated[list[str] | None, typer.Option("--contrast", help="NAME=EXPR, repeatable (as vbmkit glm).")] = None,
+    missing: Annotated[str, typer.Option("--missing", help="error or drop: subjects without covariates and vice versa.")] = "error",
+    name: Annotated[str | None, typer.Option("--name", help="Prefix of the CAT12 group exports (default: the --out folder name).")] = None,
+    native: Annotated[bool, typer.Option("--native", help="Native-space volumes (not available; see docs/roi.md).")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Subjects per batch.")] = 16,
+    device: DeviceOption = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Measure GM/WM(/CSF) volume in mL in every atlas region of every subject; write long, wide and
+    CAT12-style tables, and with --covariates/--formula/--contrast the ROI statistics."""
+    from vbmkit.workflows.roi import run_roi
+
+    summary = run_roi(images, out=out, atlas=atlas, covariates=covariates, id_column=id_column,
+                      formula=formula, contrasts=_contrasts(contrast), missing=missing, native=native,
+                      name=name, device=device, batch_size=batch_size, progress=not quiet)
+    cov = summary["gm_fraction_in_atlas"]
+    typer.echo(f"{summary['subjects']} subjects x {summary['regions']} {summary['atlas']} regions x "
+               f"{'/'.join(summary['tissues'])} -> {out}")
+    typer.echo(f"GM inside the atlas: median {cov['median']:.1%} (min {cov['min']:.1%}, max {cov['max']:.1%})")
+    typer.echo("wrote " + ", ".join(summary["files"]))

@@ -1,0 +1,386 @@
+"""``vbmkit roi``: modulated tissue maps + atlas -> regional volume tables (+ ROI statistics).
+
+Orchestration only: volumes come from :mod:`vbmkit.stats.roi`, statistics from
+:func:`vbmkit.stats.glm.fit` with the design and contrasts of :mod:`vbmkit.workflows.design`
+(the same as the voxel GLM); tables are written through :mod:`vbmkit.io.catroi`.
+The output contract is in ``docs/roi.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from vbmkit import __version__
+from vbmkit.device import resolve_device
+from vbmkit.errors import ConfigError, CovariateError, ImageError
+from vbmkit.io.atlas import Atlas, load_atlas, same_space
+from vbmkit.io.atomic import atomic_path, write_json
+from vbmkit.io.catroi import LONG_COLUMNS, subject_tiv_ml, write_cat12_group_csv
+from vbmkit.io.maps import find_maps, match_ids
+from vbmkit.io.nifti import image_stem, load_volume
+from vbmkit.io.tables import check_covariates, read_covariates
+from vbmkit.space import resample
+from vbmkit.stats.roi import region_index, region_volumes
+from vbmkit.workflows.glm_progress import ProgressStages
+
+TISSUE_KINDS = {"gm": "mwp1", "wm": "mwp2", "csf": "mwp3"}
+#: Negative voxels down to this value are interpolation overshoot (clipped with a warning);
+#: below it the map is not a tissue map and the run stops.
+NEGATIVE_TOLERANCE = 1e-2
+STATS_COLUMNS = ["region", "region_id", "hemisphere", "tissue", "contrast", "kind", "stat", "df1", "df2",
+                 "p", "q_fdr", "effect", "std_effect"]
+
+
+@dataclass(frozen=True)
+class SubjectMaps:
+    """One subject's modulated maps: ``name`` (file stem without the kind) and tissue -> path."""
+
+    name: str
+    maps: dict[str, Path]
+
+
+def _split_kind(path: Path) -> tuple[str, str] | None:
+    """(tissue, subject name) of a map file, or None when it is no mwp1/mwp2/mwp3 map."""
+    stem = image_stem(path)
+    for tissue, kind in TISSUE_KINDS.items():
+        if stem.startswith(kind):
+            return tissue, stem[len(kind):]
+        if stem.endswith(f"_{kind}"):  # deepmriprep BIDS: sub-X_mwp1
+            return tissue, stem[: -len(kind) - 1]
+        if path.parent.name == kind:  # deepmriprep "mod" layout: mwp1/<name>.nii.gz
+            return tissue, stem
+    return None
+
+
+def _sibling(path: Path, tissue: str, other: str) -> Path | None:
+    """The map of tissue ``other`` beside ``path`` (a map of ``tissue``), if it exists."""
+    a, b = TISSUE_KINDS[tissue], TISSUE_KINDS[other]
+    name = path.name
+    candidates = []
+    if name.startswith(a):
+        candidates.append(path.with_name(b + name[len(a):]))
+    candidates.append(path.with_name(re.sub(rf"_{a}(\.nii(\.gz)?)$", rf"_{b}\1", name)))
+    if path.parent.name == a:
+        candidates.append(path.parent.parent / b / name)
+    for c in candidates:
+        for cand in (c, c.with_name(c.name[:-3]) if c.name.endswith(".gz") else c.with_name(c.name + ".gz")):
+            if cand != path and cand.is_file():
+                return cand
+    return None
+
+
+def find_subject_maps(images: Sequence[str | os.PathLike]) -> list[SubjectMaps]:
+    """Expand files, globs and output folders into subjects with their mwp1/mwp2/(mwp3) maps.
+
+    Folders are searched for ``mwp1`` maps (vbmkit, CAT12 and deepmriprep layouts, see
+    :func:`vbmkit.io.maps.find_maps`); the ``mwp2``/``mwp3`` map of the same subject is the file
+    of the same name with the other kind beside it. Files given directly may be of any kind.
+
+    Raises
+    ------
+    ImageError
+        A file that is no mwp1/mwp2/mwp3 map, a subject without mwp1, or a subject given twice
+        (both files named).
+    """
+    subjects: dict[str, dict[str, Path]] = {}
+    for path in find_maps(images, kind="mwp1"):
+        split = _split_kind(path)
+        if split is None:
+            raise ImageError(f"images {path}: expected a modulated tissue map named mwp1<name>, mwp2<name> "
+                             "or mwp3<name> (CAT12/vbmkit/deepmriprep naming); got another name")
+        tissue, name = split
+        entry = subjects.setdefault(name, {})
+        if tissue in entry and entry[tissue].resolve() != path.resolve():
+            raise ImageError(f"subject {name!r}: expected one {TISSUE_KINDS[tissue]} map; given twice: "
+                             f"{entry[tissue]} and {path}")
+        entry[tissue] = path
+    out = []
+    for name, maps in subjects.items():
+        if "gm" not in maps:
+            first = next(iter(maps.values()))
+            tissue = next(iter(maps))
+            gm = _sibling(first, tissue, "gm")
+            if gm is None:
+                raise ImageError(f"subject {name!r}: expected an mwp1 (GM) map beside {first}; found none")
+            maps["gm"] = gm
+        for other in ("wm", "csf"):
+            if other not in maps:
+                sib = _sibling(maps["gm"], "gm", other)
+                if sib is not None:
+                    maps[other] = sib
+        out.append(SubjectMaps(name, dict(sorted(maps.items(), key=lambda kv: list(TISSUE_KINDS).index(kv[0])))))
+    return sorted(out, key=lambda s: s.name)
+
+
+def _tissues(subjects: Sequence[SubjectMaps]) -> list[str]:
+    """Tissues every subject has (gm always); a tissue some subjects lack is an error."""
+    tissues = ["gm"]
+    for t in ("wm", "csf"):
+        have = [s.name for s in subjects if t in s.maps]
+        if len(have) == len(subjects):
+            tissues.append(t)
+        elif have:
+            lacking = [s.name for s in subjects if t not in s.maps]
+            raise ImageError(f"{TISSUE_KINDS[t]} maps: expected one for every subject or none; "
+                             f"{len(lacking)} subjects have none: {lacking[:10]}")
+    return tissues
+
+
+def _load_map(path: Path, atlas: Atlas, warned: set) -> torch.Tensor:
+    """Read one map onto the atlas grid: resample when needed, reject NaN/negative values."""
+    vol = load_volume(path)  # NaN/Inf -> ImageError naming the file
+    data = vol.data
+    if not same_space(vol.grid, atlas, source=str(path)):
+        key = (vol.grid.shape, vol.grid.affine.round(3).tobytes())
+        if key not in warned:
+            warned.add(key)
+            warnings.warn(f"{path}: grid {vol.grid.shape} ({np.round(vol.grid.voxel_size, 2).tolist()} mm) "
+                          f"is not the atlas grid {atlas.grid.shape}; resampling the maps (trilinear) onto "
+                          "it (same space, other resolution)", stacklevel=3)
+        # mwp values are densities (tissue fraction x Jacobian): they resample as values and
+        # volumes follow from the atlas grid's voxel volume.
+        data = resample(data, vol.grid, atlas.grid, mode="bilinear")
+    low = float(data.min())
+    if low < 0:
+        if low < -NEGATIVE_TOLERANCE:
+            raise ImageError(f"{path}: expected tissue values >= 0; found a minimum of {low:.4g} "
+                             f"({int((data < 0).sum())} negative voxels)")
+        warnings.warn(f"{path}: {int((data < 0).sum())} slightly negative voxels (min {low:.2g}, "
+                      "interpolation overshoot) clipped to 0", stacklevel=3)
+        data = data.clamp(min=0)
+    return data
+
+
+def _fingerprint(subjects: Sequence[SubjectMaps], settings: dict) -> str:
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    h.update(__version__.encode())
+    for s in subjects:
+        for p in s.maps.values():
+            st = p.stat()
+            h.update(f"{s.name}|{p.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def _write_csv(path: Path, table: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.10g")
+
+
+def _resolve_covariates(subjects: list[SubjectMaps], covariates, id_column: str, missing: str):
+    if isinstance(covariates, pd.DataFrame):
+        table = check_covariates(covariates, id_column=id_column)
+    else:
+        table = read_covariates(covariates, id_column=id_column)
+    gm_paths = [s.maps["gm"] for s in subjects]
+    matched = match_ids(gm_paths, list(table[id_column]), kind="mwp1")
+    problems = []
+    if matched.images_without_row:
+        problems.append(f"{len(matched.images_without_row)} subjects have no row in the covariates "
+                        f"(column {id_column!r}): {[str(p) for p in matched.images_without_row][:10]}")
+    if matched.rows_without_image:
+        problems.append(f"{len(matched.rows_without_image)} covariate rows have no maps: "
+                        f"{matched.rows_without_image[:10]}")
+    if problems and missing != "drop":
+        raise CovariateError("; ".join(problems) + " (expected one subject per row; use --missing drop)")
+    for msg in problems:
+        warnings.warn(f"{msg}; dropped", stacklevel=3)
+    if not matched.ids:
+        raise CovariateError(f"covariates: no map file name contains an ID of column {id_column!r}")
+    by_gm = {s.maps["gm"]: s for s in subjects}
+    chosen = [SubjectMaps(i, by_gm[p].maps) for i, p in zip(matched.ids, matched.paths, strict=True)]
+    used = table.set_index(id_column, drop=False).loc[matched.ids].reset_index(drop=True)
+    used.attrs["source"] = table.attrs.get("source", "covariate table")
+    return chosen, used
+
+
+def run_roi(images: Sequence[str | os.PathLike], *, out: str | os.PathLike, atlas: str = "lpba40",
+            covariates: str | os.PathLike | pd.DataFrame | None = None, id_column: str = "participant_id",
+            formula: str | None = None, contrasts: Mapping[str, object] | None = None,
+            standardize: bool = True, missing: str = "error", native: bool = False, name: str | None = None,
+            device: str = "auto", batch_size: int = 16, progress: bool = True) -> dict:
+    """Measure every subject's GM/WM(/CSF) volume in every atlas region and write the tables.
+
+    Parameters
+    ----------
+    images : sequence of str or path
+        mwp1/mwp2(/mwp3) files, globs, or vbmkit / CAT12 / deepmriprep output folders.
+    out : path
+        Output folder: ``roi_long.csv``, ``roi_wide.csv``, ``<name>_catROI_<atlas>_V{gm,wm,csf}.csv``,
+        ``roi_summary.json`` and, with covariates, ``roi_stats.csv``.
+    atlas : str
+        ``lpba40`` or another atlas name / NIfTI path (:func:`vbmkit.io.atlas.load_atlas`).
+    covariates, id_column, formula, contrasts, standardize, missing
+        As for ``vbmkit glm``: the ROI statistics fit the same design and contrasts to every
+        region's volume (FDR across regions per contrast and tissue).
+    native : bool
+        Native-space volumes (CAT12's way) are not available: see ``docs/roi.md``.
+    name : str, optional
+        Prefix of the CAT12 group exports (default: the name of ``out``).
+    device : str
+        ``auto``, ``cpu`` or ``cuda``.
+    batch_size : int
+        Subjects per scatter-add batch (maps of a batch are held in memory: ~7 MB per map).
+
+    Returns
+    -------
+    dict
+        The content of ``roi_summary.json``.
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    if native:
+        raise ConfigError("native: native-space ROI volumes need the atlas warped into each subject's "
+                          "space (CAT12 uses the inverse deformation iy_); vbmkit preprocess writes only "
+                          "the forward deformation y_, so native mode is not available. The default "
+                          "template-space volumes of Jacobian-modulated maps are native-equivalent mL "
+                          "(see docs/roi.md)")
+    if (formula is None) != (not contrasts) or (formula is not None and covariates is None):
+        raise ConfigError("ROI statistics: expected --covariates, --formula and at least one --contrast "
+                          "together (or none of them)")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size: expected a positive integer; got {batch_size}")
+    dev = resolve_device(device)
+    subjects = find_subject_maps(images)
+    tissues = _tissues(subjects)
+    design = contrast_list = None
+    if covariates is not None:
+        from vbmkit.workflows.design import build_design, parse_contrasts
+
+        subjects, used = _resolve_covariates(subjects, covariates, id_column, missing)
+        if formula is not None:
+            design = build_design(used, formula, standardize=standardize, id_column=id_column, missing=missing)
+            if len(design.table) < len(used):
+                keep = set(design.table[id_column])
+                subjects = [s for s in subjects if s.name in keep]
+            contrast_list = parse_contrasts(dict(contrasts), design)
+    atl = load_atlas(atlas)
+    settings = {"atlas": atlas, "tissues": tissues, "formula": formula, "contrasts": dict(contrasts or {}),
+                "standardize": standardize, "id_column": id_column, "missing": missing,
+                "covariates": str(covariates) if not isinstance(covariates, pd.DataFrame) else "table"}
+    fingerprint = _fingerprint(subjects, settings)
+    summary_path = out / "roi_summary.json"
+    if summary_path.is_file():
+        try:
+            previous = json.loads(summary_path.read_text(encoding="utf-8"))
+            if previous.get("fingerprint") == fingerprint:
+                return previous
+        except (OSError, ValueError):
+            pass
+
+    index = region_index(atl.labels, atl.region_ids, device=dev)
+    n, r, t = len(subjects), index.n_regions, len(tissues)
+    regional = np.zeros((n, t, r))
+    total = np.zeros((n, t))
+    warned: set = set()
+    t_read = t_compute = 0.0
+    with ProgressStages(enabled=progress) as stages, ThreadPoolExecutor(max_workers=2) as pool:
+        tick = stages.callback("ROI volumes")
+        for start in range(0, n, batch_size):
+            batch = subjects[start:start + batch_size]
+            tr = time.perf_counter()
+            files = [s.maps[ti] for s in batch for ti in tissues]
+            maps = list(pool.map(lambda p: _load_map(p, atl, warned), files))
+            block = torch.stack(maps).reshape(len(batch), t, *atl.grid.shape).to(dev)
+            tc = time.perf_counter()
+            vols = region_volumes(block, index, voxel_volume_ml=atl.grid.voxel_volume_ml)
+            regional[start:start + len(batch)] = vols.regional.cpu().numpy()
+            total[start:start + len(batch)] = vols.total.cpu().numpy()
+            t_read += tc - tr
+            t_compute += time.perf_counter() - tc
+            if tick is not None:
+                tick(start + len(batch), n)
+    tivs = [subject_tiv_ml(s.maps["gm"], image_stem(s.maps["gm"])[len("mwp1"):]) for s in subjects]
+    tables = volume_tables(subjects, tissues, atl, regional, total, tivs)
+    stats = None
+    if design is not None:
+        stats = _roi_stats(regional, tissues, atl, design, contrast_list, dev)
+    prefix = name if name is not None else out.name
+    out.mkdir(parents=True, exist_ok=True)
+    _write_csv(out / "roi_long.csv", tables["long"])
+    _write_csv(out / "roi_wide.csv", tables["wide"])
+    exports = []
+    for tissue in tissues:
+        path = out / f"{prefix}_catROI_{atl.name}_V{tissue}.csv"
+        write_cat12_group_csv(path, tables["long"], tissue=tissue)
+        exports.append(path.name)
+    if stats is not None:
+        _write_csv(out / "roi_stats.csv", stats)
+    coverage = (regional[:, 0].sum(-1) / np.maximum(total[:, 0], 1e-12))
+    summary = {"atlas": atl.name, "regions": r, "subjects": n, "tissues": tissues, "device": str(dev),
+               "gm_fraction_in_atlas": {"median": float(np.median(coverage)), "min": float(coverage.min()),
+                                        "max": float(coverage.max())},
+               "files": ["roi_long.csv", "roi_wide.csv", *exports] + (["roi_stats.csv"] if stats is not None else []),
+               "seconds": {"read": round(t_read, 3), "volumes": round(t_compute, 3),
+                           "total": round(time.perf_counter() - t0, 3)},
+               "fingerprint": fingerprint, "settings": settings}
+    write_json(summary_path, summary)
+    return summary
+
+
+def volume_tables(subjects: Sequence[SubjectMaps], tissues: Sequence[str], atl: Atlas, regional: np.ndarray,
+                  total: np.ndarray, tivs: Sequence[float | None]) -> dict[str, pd.DataFrame]:
+    """Long and wide tables from (N, T, R) regional and (N, T) total volumes in mL.
+
+    Returns ``{"long": ..., "wide": ...}``: the long table has the tissues plus ``region``
+    (their sum in the region); the wide table one row per subject with ``<abbr>_<tissue>``,
+    ``total_<tissue>`` (whole grid), ``atlas_<tissue>`` (inside the atlas) and ``TIV``.
+    """
+    tab = atl.table
+    n, t, r = regional.shape
+    with_region = np.concatenate([regional, regional.sum(axis=1, keepdims=True)], axis=1)  # + "region"
+    names = [*tissues, "region"]
+    long = pd.DataFrame({
+        "subject": np.repeat([s.name for s in subjects], (t + 1) * r),
+        "atlas": atl.name,
+        "region_id": np.tile(tab["region_id"].to_numpy(), n * (t + 1)),
+        "region": np.tile(tab["abbr"].to_numpy(), n * (t + 1)),
+        "hemisphere": np.tile(tab["hemisphere"].to_numpy(), n * (t + 1)),
+        "tissue": np.tile(np.repeat(names, r), n),
+        "volume_ml": with_region.reshape(-1),
+    })[LONG_COLUMNS]
+    wide = pd.DataFrame({"subject": [s.name for s in subjects]})
+    cols = {f"{abbr}_{tissue}": with_region[:, k, j]
+            for k, tissue in enumerate(names) for j, abbr in enumerate(tab["abbr"])}
+    wide = pd.concat([wide, pd.DataFrame(cols)], axis=1)
+    for k, tissue in enumerate(tissues):
+        wide[f"total_{tissue}"] = total[:, k]
+        wide[f"atlas_{tissue}"] = regional[:, k].sum(-1)
+    wide["TIV"] = [v if v is not None else np.nan for v in tivs]
+    return {"long": long, "wide": wide}
+
+
+def _roi_stats(regional: np.ndarray, tissues, atl: Atlas, design, contrasts, dev) -> pd.DataFrame:
+    """Fit the design to every region x tissue volume; FDR across regions per contrast and tissue."""
+    from vbmkit.stats.glm import fit
+    from vbmkit.stats.inference import fdr_q
+
+    n, t, r = regional.shape
+    y = torch.from_numpy(regional.reshape(n, t * r).astype(np.float32))
+    maps = fit(y, design.X, contrasts, device=dev, columns=design.columns)
+    tab = atl.table
+    rows = []
+    for con in contrasts:
+        res = maps[con.name]
+        stat, p = res.stat.numpy().reshape(t, r), res.p.numpy().reshape(t, r)
+        eff, std = res.effect.numpy().reshape(t, r), res.std_effect.numpy().reshape(t, r)
+        for k, tissue in enumerate(tissues):
+            q = fdr_q(p[k])
+            rows.append(pd.DataFrame({
+                "region": tab["abbr"], "region_id": tab["region_id"], "hemisphere": tab["hemisphere"],
+                "tissue": tissue, "contrast": con.name, "kind": res.kind, "stat": stat[k],
+                "df1": res.df[0], "df2": res.df[1], "p": p[k], "q_fdr": q, "effect": eff[k],
+                "std_effect": std[k]}))
+    return pd.concat(rows, ignore_index=True)[STATS_COLUMNS]

@@ -1,0 +1,305 @@
+"""The steps of :func:`vbmkit.workflows.subject.preprocess_subject`, one function each.
+
+Each step wires data between grids and calls pure functions of :mod:`vbmkit.preprocess`
+(brain mask, intensity, affine, segment, nonlinear, warp, Jacobian, modulate, smooth) and
+:mod:`vbmkit.io`. Grids (see ``docs/preprocess.md``):
+
+- native: the input's voxel grid in RAS order (p0..p3 are written on it);
+- affine grid: Template_05mm_bet area-averaged to ~2 mm, and the subject likewise;
+- segmentation grid: the field of view of Template_05mm_bet at ``segmentation_resolution_mm``
+  (1 mm by default), in template space: the subject is pulled in through the affine;
+- output grid: Template_4_GS, 113 x 137 x 113 at 1.5 mm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vbmkit.config import PreprocessConfig
+from vbmkit.space import Grid, resample
+
+
+@dataclass(frozen=True, eq=False)
+class NativeT1:
+    """The input image: RAS ``data`` (X, Y, Z) float32, its RAS ``grid`` and stored affine."""
+
+    data: torch.Tensor
+    grid: Grid
+    stored_affine: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class AffineStep:
+    """``matrix`` (4, 4) template mm -> subject mm; ``loss`` the final registration loss."""
+
+    matrix: np.ndarray
+    loss: float
+
+
+@dataclass(frozen=True, eq=False)
+class SegmentationStep:
+    """Segmentation on the template-space grid ``grid``.
+
+    ``p0`` (X, Y, Z) 0..3 label, ``probs`` (3, X, Y, Z) GM, WM, CSF, ``info`` a JSON-able dict.
+    """
+
+    p0: torch.Tensor
+    probs: torch.Tensor
+    grid: Grid
+    info: dict[str, Any]
+
+
+@dataclass(frozen=True, eq=False)
+class RegistrationStep:
+    """Nonlinear registration on the output grid: the affine-aligned ``moving`` (2, X, Y, Z)
+    GM/WM, ``template`` (2, X, Y, Z) and the deep result object of the registration."""
+
+    moving: torch.Tensor
+    template: torch.Tensor
+    grid: Grid
+    result: Any
+
+
+@dataclass(frozen=True, eq=False)
+class WarpedStep:
+    """``mwp`` (2, X, Y, Z) modulated warped GM/WM, quality figures and mwp volumes in mL."""
+
+    mwp: torch.Tensor
+    quality: dict[str, float]
+    mwp_volumes_ml: dict[str, float]
+
+
+def load_t1(path: Path) -> NativeT1:
+    """Read and check a T1 image (RAS), raising ImageError naming the file when unusable."""
+    from vbmkit.io.nifti import load_grid, load_volume
+    from vbmkit.preprocess.intensity import validate_t1
+
+    vol = load_volume(path)
+    grid = vol.grid
+    validate_t1(vol.data, grid.voxel_size, source=str(path))
+    stored = load_grid(path, canonical=False).affine
+    return NativeT1(data=vol.data, grid=grid, stored_affine=stored)
+
+
+def extract_brain(image: torch.Tensor, settings: PreprocessConfig, *, device: torch.device):
+    """deepbet brain mask (:func:`vbmkit.preprocess.brainmask.brain_mask`) on ``device``."""
+    from vbmkit.io.weights import load_brain_extraction_models
+    from vbmkit.preprocess.brainmask import brain_mask
+
+    if settings.skull_strip == "never":
+        return brain_mask(image, None, None, mode="never")
+    nets = load_brain_extraction_models(device)
+    mode = "always" if settings.skull_strip == "always" else "auto"
+    result = brain_mask(image.to(device), nets.model, nets.bbox_model, mode=mode)
+    return result
+
+
+def affine_to_template(native: NativeT1, mask: torch.Tensor, *, device: torch.device) -> AffineStep:
+    """Affine registration of the brain to Template_05mm_bet, both area-averaged to ~2 mm.
+
+    Both images go in with their brain masks (the template's: template > 0); the registration
+    normalises them (brain 95th percentile = 1, clipped) as deepmriprep's affine step does.
+    """
+    from vbmkit.preprocess.affine import register_affine
+    from vbmkit.preprocess.grids import downsample, factors_for
+
+    m = mask.to(native.data.device)
+    moving_pair, moving_grid = downsample(torch.stack([native.data * m, m.float()]), native.grid,
+                                          factors_for(native.grid, AFFINE_MM))
+    fixed_pair, fixed_grid, _ = _t1_template()
+    res = register_affine(moving_pair[0].to(device), moving_grid, fixed_pair[0].to(device), fixed_grid,
+                          moving_mask=moving_pair[1].to(device), fixed_mask=fixed_pair[1].to(device),
+                          device=device)
+    return AffineStep(matrix=np.asarray(_numpy(res.matrix), dtype=np.float64), loss=float(res.loss))
+
+
+AFFINE_MM = 2.0
+_T1_TEMPLATE: list[tuple[torch.Tensor, Grid, Grid]] = []
+
+
+def _t1_template() -> tuple[torch.Tensor, Grid, Grid]:
+    """(template and mask (> 0) area-averaged to ~2 mm, their grid, the 0.5 mm grid), once per process.
+
+    The 0.5 mm template takes seconds to read and 190 MB; only its 2 mm version is kept.
+    """
+    from vbmkit.io.templates import load_t1_template
+    from vbmkit.preprocess.grids import downsample, factors_for
+
+    if not _T1_TEMPLATE:
+        tmpl = load_t1_template()
+        t = tmpl.data[0]
+        pair, grid = downsample(torch.stack([t, (t > 0).float()]), tmpl.grid, factors_for(tmpl.grid, AFFINE_MM))
+        _T1_TEMPLATE.append((pair, grid, tmpl.grid))
+    return _T1_TEMPLATE[0]
+
+
+def segmentation_grid(settings: PreprocessConfig) -> Grid:
+    """The field of view of Template_05mm_bet at ``segmentation_resolution_mm`` (template mm)."""
+    from vbmkit.preprocess.grids import grid_at_resolution
+
+    return grid_at_resolution(_t1_template()[2], settings.segmentation_resolution_mm)
+
+
+def segment_in_template_space(native: NativeT1, mask: torch.Tensor, matrix: np.ndarray,
+                              settings: PreprocessConfig, *, device: torch.device) -> SegmentationStep:
+    """Pull the T1 and its mask onto the segmentation grid and segment there with the
+    Template_4_GS priors (GM, WM, and CSF = the template's third class inside the brain)."""
+    from vbmkit.io.templates import load_shooting_template
+    from vbmkit.preprocess.intensity import normalize_intensity
+    from vbmkit.preprocess.segment import segment
+
+    grid = segmentation_grid(settings)
+    dev_mask = mask.to(native.data.device)
+    image, _ = normalize_intensity(native.data * dev_mask, dev_mask, clip_max=None)
+    pair = torch.stack([image, dev_mask.float()])[None]
+    moved = resample(pair, native.grid, grid, target_to_source_mm=matrix)[0]
+    t1_seg, mask_seg = moved[0], moved[1] > 0.5
+    shooting = load_shooting_template()
+    priors = resample(shooting.data[None], shooting.grid, grid)[0]
+    seg = segment(t1_seg.to(device), mask_seg.to(device), priors=priors.to(device),
+                  voxel_size_mm=tuple(float(v) for v in grid.voxel_size), device=device)
+    info = dict(seg.info) if isinstance(getattr(seg, "info", None), dict) else {}
+    return SegmentationStep(p0=seg.p0.float().cpu(), probs=seg.probs.float().cpu(), grid=grid,
+                            info=_jsonable(info))
+
+
+def to_native(seg: SegmentationStep, native: Grid, matrix: np.ndarray) -> torch.Tensor:
+    """(4, X, Y, Z) p0, p1 (GM), p2 (WM), p3 (CSF) on the native grid (trilinear)."""
+    maps = torch.cat([seg.p0[None], seg.probs])[None]
+    out = resample(maps, seg.grid, native, target_to_source_mm=np.linalg.inv(matrix))[0]
+    out[0].clamp_(0.0, 3.0)
+    out[1:].clamp_(0.0, 1.0)
+    return out
+
+
+def native_volumes(native_maps: torch.Tensor, grid: Grid) -> dict[str, float]:
+    """GM, WM, CSF, TIV in mL (and fractions) from the native p1..p3."""
+    from vbmkit.preprocess.volumes import tissue_volumes
+
+    return tissue_volumes(native_maps[1:], grid.voxel_volume_ml)
+
+
+def write_native(paths: dict[str, Path], native_maps: torch.Tensor, grid: Grid, stored_affine: np.ndarray) -> None:
+    """p0..p3 on the native grid, stored in the input's own orientation."""
+    from vbmkit.io.nifti import save_volume
+
+    descr = {"p0": "vbmkit p0 label 0..3 (1 CSF, 2 GM, 3 WM)", "p1": "vbmkit p1 GM probability",
+             "p2": "vbmkit p2 WM probability", "p3": "vbmkit p3 CSF probability"}
+    for i, key in enumerate(("p0", "p1", "p2", "p3")):
+        save_volume(paths[key], native_maps[i], grid.affine, orientation_of=stored_affine, description=descr[key])
+
+
+def register_to_shooting_template(seg: SegmentationStep, *, device: torch.device) -> RegistrationStep:
+    """GM/WM from the segmentation grid to the 1.5 mm output grid (both template space), then
+    nonlinear registration to Template_4_GS's GM/WM."""
+    from vbmkit.io.templates import load_shooting_template
+    from vbmkit.preprocess.nonlinear import register_nonlinear
+
+    shooting = load_shooting_template()
+    moving = _to_output_grid(seg.probs[:2], seg.grid, shooting.grid)
+    template = shooting.data[:2]
+    result = register_nonlinear(moving.to(device), template.to(device), compute_inverse=False, device=device)
+    return RegistrationStep(moving=moving, template=template, grid=shooting.grid, result=result)
+
+
+def _to_output_grid(probs: torch.Tensor, source: Grid, target: Grid) -> torch.Tensor:
+    """Resample densities to a coarser grid, area-averaging first where the ratio is integer."""
+    from vbmkit.preprocess.grids import downsample
+
+    ratio = target.voxel_size / source.voxel_size
+    factors = tuple(int(r) if abs(r - round(r)) < 1e-6 and r >= 2 else 1 for r in ratio)
+    if factors != (1, 1, 1):
+        probs, source = downsample(probs, source, factors)
+    return resample(probs[None].float(), source, target)[0]
+
+
+def warp_and_modulate(reg: RegistrationStep, matrix: np.ndarray) -> WarpedStep:
+    """mwp1/mwp2 = warped GM/WM x Jacobian determinant of the full (affine x nonlinear) map,
+    and the registration's quality figures (warp MSE, elasticity, Jacobian range, folds)."""
+    from vbmkit.preprocess import metrics
+    from vbmkit.preprocess.jacobian import jacobian_determinant
+    from vbmkit.preprocess.modulate import modulate
+    from vbmkit.preprocess.warp import deformation_to_displacement, warp
+
+    res = reg.result
+    phi = res.deformation.detach()
+    warped = warp(reg.moving.to(phi.device)[None], phi)[0]
+    jac = jacobian_determinant(phi)
+    affine_det = float(abs(np.linalg.det(np.asarray(matrix)[:3, :3])))
+    mwp = modulate(warped, jac, affine_det=affine_det)
+    fold = metrics.folding(jac)
+    quality = {
+        "warp_mse": float(metrics.warp_mse(warped, reg.template.to(warped.device))),
+        "linear_elasticity": float(metrics.linear_elasticity(deformation_to_displacement(phi)[0])),
+        "jacobian_min": float(fold["min"]),
+        "jacobian_max": float(fold["max"]),
+        "folded_voxels": int(fold["n_folded"]),
+        "affine_determinant": affine_det,
+    }
+    vox_ml = reg.grid.voxel_volume_ml
+    sums = mwp.detach().double().sum(dim=(1, 2, 3)).cpu() * vox_ml
+    return WarpedStep(mwp=mwp.detach().float().cpu(), quality=quality,
+                      mwp_volumes_ml={"gm": float(sums[0]), "wm": float(sums[1])})
+
+
+def smooth_maps(mwp: torch.Tensor, fwhms: list[float]) -> dict[float, torch.Tensor]:
+    """``{fwhm: (2, X, Y, Z)}`` smoothed mwp1/mwp2 on the 1.5 mm grid."""
+    from vbmkit.io.templates import output_grid
+    from vbmkit.preprocess.smooth import smooth_fwhm
+
+    grid, _ = output_grid()
+    vox = tuple(float(v) for v in grid.voxel_size)
+    return {f: smooth_fwhm(mwp[None], f, vox)[0] for f in fwhms}
+
+
+def write_warped(paths: dict[str, Path], mwp: torch.Tensor, smoothed: dict[float, torch.Tensor],
+                 fwhms: list[float]) -> None:
+    """mwp1/mwp2 and every s<fwhm>mwp1/2 with Template_4_GS's stored affine and axis order."""
+    from vbmkit.io.nifti import save_volume
+    from vbmkit.io.templates import output_grid
+    from vbmkit.workflows.subject import fwhm_tag
+
+    grid, stored = output_grid()
+    for i, key in enumerate(("mwp1", "mwp2")):
+        save_volume(paths[key], mwp[i], grid.affine, orientation_of=stored,
+                    description=f"vbmkit {key} modulated warped {'GM' if i == 0 else 'WM'}")
+        for f in fwhms:
+            tag = f"s{fwhm_tag(f)}{key}"
+            save_volume(paths[tag], smoothed[f][i], grid.affine, orientation_of=stored,
+                        description=f"vbmkit {tag} FWHM {f:g} mm")
+
+
+def write_deformation(path: Path, reg: RegistrationStep, matrix: np.ndarray) -> None:
+    """y_<name>: for each output-grid voxel, the subject mm it maps to (CAT12's y_ convention)."""
+    from vbmkit.io.records import save_deformation
+    from vbmkit.io.templates import output_grid
+    from vbmkit.preprocess.grids import deformation_to_mm
+
+    grid, stored = output_grid()
+    field = deformation_to_mm(reg.result.deformation.detach().cpu(), reg.grid, matrix)
+    save_deformation(path, field, grid.affine, orientation_of=stored)
+
+
+def _numpy(x: Any) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return obj.item() if obj.numel() == 1 else obj.detach().cpu().tolist()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return str(obj)
