@@ -160,7 +160,7 @@ def main() -> None:
                 side()
                 times[name].append(time.perf_counter() - t0)
             print(f"round {r + 1}: " + ", ".join(f"{k_}={t[-1]:.2f}s" for k_, t in times.items())
-                  + f"  load avg {os.getloadavg()}")
+                  + f"  load avg {os.getloadavg()}", flush=True)
     med = {name: statistics.median(t) for name, t in times.items()}
 
     # accuracy gate: every subsample t against a float64 loop with centred data

@@ -9,7 +9,10 @@ Usage::
 subject: the table shape (regions x tissues), the sum of regional GM, the subject's total GM
 (the modulated map summed over the whole grid, and the native GM of the preprocessing report
 when there is one), the fraction the atlas covers, and whether the regional sum lies within
-10 % of the total.
+10 % of the total. When every subject also has native ``p1``/``p2`` and ``y_`` (vbmkit preprocess
+with ``save_deformation: true``), it runs ``--native`` too and prints how the native-space
+volumes (CAT12's way) agree with the template-space ones (correlation over regions, median and
+largest relative difference, sums).
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from vbmkit.errors import ImageError  # noqa: E402
 from vbmkit.workflows.roi import run_roi  # noqa: E402
 
 
@@ -64,6 +69,27 @@ def main() -> None:
     print(f"atlas covers GM: median {table['atlas_fraction'].median():.3f} "
           f"(min {table['atlas_fraction'].min():.3f}, max {table['atlas_fraction'].max():.3f}); "
           f"within 10 %: {int(table['within_10pct'].sum())}/{len(table)}")
+    try:
+        native = run_roi([args.prep], out=out.with_name(out.name + "_native"), native=True, progress=False)
+    except ImageError as exc:
+        print(f"native mode not run: {exc}")
+        return
+    nat = pd.read_csv(out.with_name(out.name + "_native") / "roi_long.csv")
+    merged = long.merge(nat, on=["subject", "region", "tissue"], suffixes=("_template", "_native"))
+    print(f"native mode: {native['subjects']} subjects, {native['seconds']['total']} s")
+    for tissue in ("gm", "wm"):
+        part = merged[merged["tissue"] == tissue]
+        a, b = part["volume_ml_template"].to_numpy(), part["volume_ml_native"].to_numpy()
+        rel = np.abs(b / np.maximum(a, 1e-9) - 1)
+        print(f"native vs template {tissue}: r = {np.corrcoef(a, b)[0, 1]:.4f} over {len(a)} region volumes; "
+              f"|relative difference| median {np.median(rel):.2%}, max {rel.max():.2%}; "
+              f"sum {b.sum():.1f} vs {a.sum():.1f} mL")
+    wn = pd.read_csv(out.with_name(out.name + "_native") / "roi_wide.csv").set_index("subject")
+    for subject in wn.index[:5]:
+        ref = native_gm(args.prep, subject)
+        if ref is not None:
+            print(f"{subject}: native total GM {wn.loc[subject, 'total_gm']:.2f} mL vs preprocessing report "
+                  f"{ref:.2f} mL")
 
 
 if __name__ == "__main__":

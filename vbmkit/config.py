@@ -97,7 +97,9 @@ class RoiConfig(_Section):
     atlas: str = Field("lpba40", description="Atlas name (atlases/<name>/ or the deepmriprep wheel) or a NIfTI path.")
     tissues: list[Literal["gm", "wm", "csf"]] = Field(default_factory=lambda: ["gm", "wm", "csf"],
                                                       description="Tissues to measure (csf when mwp3 exists).")
-    native: bool = Field(False, description="Also measure in native space when native maps and deformations exist.")
+    native: bool = Field(False, description=(
+        "Measure in native space as CAT12 does (needs p1/p2 and y_ beside each mwp1: "
+        "preprocess.save_deformation) instead of summing the template-space modulated maps."))
     statistics: bool = Field(True, description="Fit the study's formula and contrasts to every region (roi_stats.csv).")
 
 
@@ -108,8 +110,9 @@ class CompareConfig(_Section):
 
     @model_validator(mode="after")
     def _one_reference(self) -> CompareConfig:
-        if self.cat12 is None and self.spm is None:
-            raise ValueError("expected 'cat12' or 'spm' (a folder to compare with)")
+        if (self.cat12 is None) == (self.spm is None):
+            raise ValueError("expected exactly one of 'cat12' and 'spm' (the folder to compare with); got "
+                             f"{'both' if self.cat12 is not None else 'neither'}")
         return self
 
 

@@ -52,6 +52,7 @@ def test_glm_runs_and_prints_summary(cohort, tmp_path):
     (["--missing", "maybe"], "--missing: expected 'error' or 'drop'"),
     (["--fraction", "0.25"], "fraction 0.25: each subsample would hold 4 of 16"),
     (["--id-column", "subject"], "expected an ID column 'subject'"),
+    (["--permutations", "1"], "at least 2 (the identity counts as one)"),
 ])
 def test_bad_options_exit_2(cohort, tmp_path, extra, message):
     res = runner.invoke(app, _args(cohort, tmp_path / "g", *extra))
@@ -77,6 +78,7 @@ def test_rows_without_images_listed(cohort, tmp_path):
     assert res.exit_code == 2 and "have no image: ['sub-77']" in res.output
     res = runner.invoke(app, [*args, "--missing", "drop"])
     assert res.exit_code == 0 and "16 subjects" in res.output
+    assert "Warning: 1 rows of" in res.output and "dropped (--missing drop)" in res.output
 
 
 def test_study_yaml(cohort, tmp_path):
@@ -89,6 +91,11 @@ def test_study_yaml(cohort, tmp_path):
     assert res.exit_code == 0, res.output
     summary = json.loads((tmp_path / "toy_out" / "glm" / "summary.json").read_text())
     assert summary["contrasts"]["neg"]["max_statistic"] == pytest.approx(-summary["contrasts"]["age"]["min_statistic"], rel=1e-5)
+    # options beside --study override the YAML
+    res = runner.invoke(app, ["glm", "--study", str(tmp_path / "study.yaml"), "--subsamples", "0",
+                              "--out", str(tmp_path / "g2"), "-q"])
+    assert res.exit_code == 0, res.output
+    assert not (tmp_path / "g2" / "age" / "t_median.nii.gz").exists() and (tmp_path / "g2" / "neg" / "t.nii.gz").is_file()
     (tmp_path / "bad.yaml").write_text("schema_version: 1\ninputs:\n  maps: ['x']\nglm:\n  formula: age\n")
     res = runner.invoke(app, ["glm", "--study", str(tmp_path / "bad.yaml")])
     assert res.exit_code == 2 and "contrasts" in res.output

@@ -48,4 +48,4 @@ def test_roi_command_errors_exit_2(tmp_path):
     result = CliRunner().invoke(app, ["roi", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "does not exist" in result.output
     result = CliRunner().invoke(app, [*base, "--native"])
-    assert result.exit_code == 2 and "native-space ROI volumes" in result.output
+    assert result.exit_code == 2 and "--native: expected" in result.output

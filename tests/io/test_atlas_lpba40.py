@@ -113,3 +113,23 @@ def test_user_atlas_path_and_missing_table(tmp_path):
     (tmp_path / "mine_labels.csv").write_text("region_id,abbr,name,hemisphere\n3,lX,Left X,left\n")
     atlas = load_atlas(str(tmp_path / "mine.nii.gz"))
     assert atlas.name == "mine" and int((atlas.labels == 3).sum()) == 2 * 8 * 9
+
+
+def test_same_space_decisions():
+    from vbmkit.errors import GridMismatchError
+    from vbmkit.io.atlas import same_space
+
+    atlas = load_atlas("lpba40")
+    grid, _ = output_grid()
+    assert same_space(grid, atlas) is True
+    # CAT12-style 1 mm template-space output (deepmriprep's atlas grid): resampling is fine
+    one_mm = Grid((161, 197, 161), np.array([[1.0, 0, 0, -80], [0, 1, 0, -116], [0, 0, 1, -72], [0, 0, 0, 1]]))
+    assert same_space(one_mm, atlas) is False
+    # a native-space image: 1 mm, 256 mm field of view
+    native = Grid((256, 256, 176), np.array([[1.0, 0, 0, -128], [0, 1, 0, -128], [0, 0, 1, -88], [0, 0, 0, 1]]))
+    with pytest.raises(GridMismatchError, match=r"(?s)mine.nii: expected a map in the atlas's template space.*"
+                                                r"differs from the atlas grid's .* \(a native-space image\?\)"):
+        same_space(native, atlas, source="mine.nii")
+    small = Grid((40, 40, 40), np.diag([1.5, 1.5, 1.5, 1.0]))
+    with pytest.raises(GridMismatchError, match="does not hold the atlas regions"):
+        same_space(small, atlas, source="small.nii")

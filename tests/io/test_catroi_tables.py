@@ -139,3 +139,21 @@ def test_cat12_lpba40_xml_reads_back(shared_data, tmp_path):
     np.testing.assert_array_equal(long[long["tissue"] == "gm"]["volume_ml"], gm)
     np.testing.assert_array_equal(long[long["tissue"] == "wm"]["volume_ml"], wm)
     assert long["region"].iloc[:56].tolist() == cat["ROIabbr"].tolist()
+
+
+def test_subject_tiv_from_reports(tmp_path):
+    from vbmkit.io.catroi import subject_tiv_ml
+
+    ours = tmp_path / "out" / "s1"
+    (ours / "report").mkdir(parents=True)
+    (ours / "report" / "s1.json").write_text('{"volumes_ml": {"gm": 600.0, "tiv": 1450.5}}')
+    assert subject_tiv_ml(ours / "mri" / "mwp1s1.nii.gz", "s1") == 1450.5
+    cat = tmp_path / "cat"
+    (cat / "report").mkdir(parents=True)
+    (cat / "report" / "cat_s2.xml").write_text(
+        "<S><subjectmeasures><vol_TIV>1523.25</vol_TIV><vol_abs_CGW>[300 650 560 0 0]</vol_abs_CGW>"
+        "</subjectmeasures></S>")
+    assert subject_tiv_ml(cat / "mri" / "mwp1s2.nii", "s2") == 1523.25
+    (cat / "report" / "cat_s3.xml").write_text("<S><QAS><SM><vol_TIV>1400</vol_TIV></SM></QAS></S>")
+    assert subject_tiv_ml(cat / "mri" / "mwp1s3.nii", "s3") == 1400.0
+    assert subject_tiv_ml(cat / "mri" / "mwp1s4.nii", "s4") is None

@@ -114,3 +114,22 @@ def test_load_maps_values_mask_and_unmask(tmp_path):
     wrong = _save(tmp_path / "wrong_mask.nii.gz", data=np.ones((7, 8, 10)))
     with pytest.raises(GridMismatchError, match=r"mask .*wrong_mask"):
         load_mask(wrong, maps.grid, reference=paths[0])
+
+
+def test_drop_constant_voxels_in_place(tmp_path):
+    rng = np.random.default_rng(1)
+    arrays = [rng.random(SHAPE).astype(np.float32) for _ in range(4)]
+    for a in arrays:
+        a[0, :, :] = 0.5  # a constant slab (stored index 0 = RAS index 6 after the LAS flip)
+        a[3, 4, 5] = 0.7
+    paths = [_save(tmp_path / f"m{i}.nii.gz", data=a) for i, a in enumerate(arrays)]
+    full = load_maps(paths, mask_threshold=0.0)
+    kept = load_maps(paths, mask_threshold=0.0, drop_constant=True)
+    ras = np.stack([a[::-1] for a in arrays])
+    expected = ras.max(0) > ras.min(0)
+    assert full.data.shape[1] == int(np.prod(SHAPE)) and kept.data.shape[1] == int(expected.sum())
+    np.testing.assert_array_equal(kept.mask, expected)
+    assert not kept.mask[6].any() and not kept.mask[3, 4, 5]
+    np.testing.assert_array_equal(kept.data.numpy(), ras[:, expected])
+    with pytest.raises(ImageError, match="every voxel is constant"):
+        load_maps(paths[:1], mask_threshold=0.0, drop_constant=True)

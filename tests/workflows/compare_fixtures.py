@@ -66,14 +66,16 @@ def make_study(root: Path, *, n: int = 12, seed: int = 0, layout: str = "standar
     names = subject_names(n)
     for i, name in enumerate(names):
         p0 = ndimage.gaussian_filter(rng.normal(size=NATIVE_SHAPE), 1.5)
-        p0 = np.where(nmask, np.clip(2.0 + p0 / p0.std(), 0.0, 3.0), 0.0).astype(np.float32)
-        p0_ref = shifted_copy(p0, rng, noise=0.2, lo=0.0, hi=3.0, mask=nmask)
-        maps = {}
+        p0_full = np.clip(2.0 + p0 / p0.std(), 0.0, 3.0)  # the field is rolled before masking: no edge jump
+        p0 = np.where(nmask, p0_full, 0.0).astype(np.float32)
+        p0_ref = shifted_copy(p0_full, rng, noise=0.2, lo=0.0, hi=3.0, mask=nmask)
+        maps, full = {}, {}
         for kind, mean in (("mwp1", 0.5), ("mwp2", 0.4)):
-            base = ndimage.gaussian_filter(rng.normal(size=TEMPLATE_SHAPE), 1.0)
+            base = ndimage.gaussian_filter(rng.normal(size=TEMPLATE_SHAPE), 2.0)
             m = mean + 0.15 * base / base.std() - (0.03 * (age[i] - 50) * blob if kind == "mwp1" else 0)
-            maps[kind] = np.where(tmask, np.clip(m, 0, 1), 0.0).astype(np.float32)
-        ref_maps = {k: shifted_copy(v, rng, noise=0.05, lo=0.0, hi=1.0, mask=tmask) for k, v in maps.items()}
+            full[kind] = np.clip(m, 0, 1)
+            maps[kind] = np.where(tmask, full[kind], 0.0).astype(np.float32)
+        ref_maps = {k: shifted_copy(v, rng, noise=0.05, lo=0.0, hi=1.0, mask=tmask) for k, v in full.items()}
         s6, s6_ref = (ndimage.gaussian_filter(x["mwp1"], 1.0) for x in (maps, ref_maps))
         # ours: vbmkit layout
         mri = ours / name / "mri"
@@ -124,34 +126,37 @@ def make_study(root: Path, *, n: int = 12, seed: int = 0, layout: str = "standar
             "names": names, "roi_ours": pd.DataFrame(long_ours), "roi_ref": pd.DataFrame(long_ref)}
 
 
-SPM_SHAPE = (9, 10, 11)
-SPM_AFFINE = np.array([[-3.0, 0, 0, 12.0], [0, 3.0, 0, -14.0], [0, 0, 3.0, -15.0], [0, 0, 0, 1]])
+#: SPM12's default normalised grid (2 mm MNI, 91 x 109 x 91) and CAT12's / vbmkit's 1.5 mm output grid.
+SPM_SHAPE = (91, 109, 91)
+SPM_AFFINE = np.array([[-2.0, 0, 0, 90.0], [0, 2.0, 0, -126.0], [0, 0, 2.0, -72.0], [0, 0, 0, 1]])
+CAT_SHAPE = (113, 137, 113)
+CAT_AFFINE = np.array([[-1.5, 0, 0, 84.0], [0, 1.5, 0, -120.0], [0, 0, 1.5, -72.0], [0, 0, 0, 1]])
 
 
-def make_spm_study(root: Path, *, n: int = 4, seed: int = 1) -> dict:
-    """vbmkit outputs with p1/p2/p3 and an SPM12 folder: native c1/c2/c3 (shifted noisy copies) and
-    mwc1/mwc2 on a coarser grid (3 mm here; SPM's default is 2 mm, 91 x 109 x 91)."""
+def make_spm_study(root: Path, *, n: int = 3, seed: int = 1) -> dict:
+    """vbmkit outputs with p1/p2/p3 and mwp1/mwp2 on the 1.5 mm grid, and an SPM12 folder in SPM12's
+    naming: native c1/c2/c3 (shifted noisy copies of p1/p2/p3) and mwc1/mwc2 on the 2 mm 91 x 109 x 91
+    grid (ours resampled there with scipy, plus noise)."""
     rng = np.random.default_rng(seed)
     ours, spm = root / "ours", root / "spm"
     nmask = _sphere(NATIVE_SHAPE)
+    tm = _sphere(CAT_SHAPE, 0.3)
     truth: dict = {}
     for name in subject_names(n):
-        raw = rng.dirichlet([2, 3, 2], size=NATIVE_SHAPE).astype(np.float32)  # CSF, GM, WM fractions
-        raw = ndimage.uniform_filter(raw, size=(3, 3, 3, 1))
-        probs = np.where(nmask[..., None], raw / raw.sum(-1, keepdims=True), 0.0).astype(np.float32)
+        raw = ndimage.gaussian_filter(rng.gamma(2.0, size=(*NATIVE_SHAPE, 3)), (1.5, 1.5, 1.5, 0))
+        full = raw / raw.sum(-1, keepdims=True)  # CSF, GM, WM fractions summing to 1
+        probs = np.where(nmask[..., None], full, 0.0).astype(np.float32)
+        ref = np.stack([shifted_copy(full[..., c], rng, noise=0.05, lo=0, hi=1, mask=nmask) for c in range(3)], -1)
+        ref = ref / np.maximum(ref.sum(-1, keepdims=True), 1.0)  # probabilities never sum above 1
         mri = ours / name / "mri"
-        for k, c in ((1, 1), (2, 2), (3, 0)):  # p1 GM, p2 WM, p3 CSF
+        for k, c in ((1, 1), (2, 2), (3, 0)):  # p1/c1 GM, p2/c2 WM, p3/c3 CSF
             _save(mri / f"p{k}{name}.nii.gz", probs[..., c], NATIVE_AFFINE)
-        ref = np.stack([shifted_copy(probs[..., c], rng, noise=0.05, lo=0, hi=1, mask=nmask) for c in range(3)], -1)
-        ref = np.where(ref.sum(-1, keepdims=True) > 1, ref / np.maximum(ref.sum(-1, keepdims=True), 1e-9), ref)
-        for k, c in ((1, 1), (2, 2), (3, 0)):
             _save(spm / f"c{k}{name}.nii", ref[..., c], NATIVE_AFFINE)
-        tm = _sphere(TEMPLATE_SHAPE)
-        m1 = np.where(tm, 0.5 + 0.1 * ndimage.gaussian_filter(rng.normal(size=TEMPLATE_SHAPE), 1.0), 0.0)
-        _save(mri / f"mwp1{name}.nii.gz", m1, TEMPLATE_AFFINE)
-        _save(mri / f"mwp2{name}.nii.gz", 0.8 * m1, TEMPLATE_AFFINE)
-        coarse = _resample_to(m1, TEMPLATE_AFFINE, SPM_SHAPE, SPM_AFFINE)
-        mwc1 = coarse + rng.normal(0, 0.02, SPM_SHAPE)
+        field = ndimage.gaussian_filter(rng.normal(size=CAT_SHAPE).astype(np.float32), 3.0)
+        m1 = np.where(tm, 0.5 + 0.15 * field / field.std(), 0.0).astype(np.float32)
+        _save(mri / f"mwp1{name}.nii.gz", m1, CAT_AFFINE)
+        _save(mri / f"mwp2{name}.nii.gz", 0.8 * m1, CAT_AFFINE)
+        mwc1 = (_resample_to(m1, CAT_AFFINE, SPM_SHAPE, SPM_AFFINE) + rng.normal(0, 0.05, SPM_SHAPE)).astype(np.float32)
         _save(spm / f"mwc1{name}.nii", mwc1, SPM_AFFINE)
         _save(spm / f"mwc2{name}.nii", 0.8 * mwc1, SPM_AFFINE)
         vox = abs(np.linalg.det(NATIVE_AFFINE[:3, :3])) / 1000

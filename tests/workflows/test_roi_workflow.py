@@ -174,8 +174,12 @@ def test_input_errors(tmp_path, atlas_path):
     os.remove(tmp_path / "a" / "sub-02" / "mri" / "mwp2sub-02.nii.gz")
     with pytest.raises(ImageError, match=r"mwp2 maps: expected one for every subject or none; 1 subjects"):
         run_roi([tmp_path / "a"], out=tmp_path / "o", atlas=path, progress=False)
-    with pytest.raises(ConfigError, match="native-space ROI volumes need the atlas warped"):
+    with pytest.raises(ImageError, match=r"--native: expected .*p1sub-01.nii\[.gz\] beside mwp1sub-01"):
         run_roi([tmp_path / "b"], out=tmp_path / "o", atlas=path, native=True, progress=False)
+    only_gm = run_roi([tmp_path / "b"], out=tmp_path / "gm", atlas=path, tissues=["gm"], progress=False)
+    assert only_gm["tissues"] == ["gm"]
+    with pytest.raises(ConfigError, match="tissues: expected 'gm' among them"):
+        run_roi([tmp_path / "b"], out=tmp_path / "o", atlas=path, tissues=["wm"], progress=False)
     with pytest.raises(ConfigError, match="expected --covariates, --formula and at least one --contrast"):
         run_roi([tmp_path / "b"], out=tmp_path / "o", atlas=path, formula="age", progress=False)
     os.remove(tmp_path / "atlas" / "tiny_labels.csv")

@@ -30,40 +30,53 @@ def app_command(
     images: Annotated[list[str] | None, typer.Argument(
         help="Maps: files, globs, or vbmkit / CAT12 / deepmriprep output folders.", show_default=False)] = None,
     covariates: Annotated[Path | None, typer.Option("--covariates", "-c", help="Covariate table (CSV/TSV, e.g. participants.tsv).")] = None,
-    id_column: Annotated[str, typer.Option("--id-column", help="Column of subject IDs (found in the image file names).")] = "participant_id",
+    id_column: Annotated[str | None, typer.Option("--id-column", help="Column of subject IDs, found in the image file names (default participant_id).")] = None,
     formula: Annotated[str | None, typer.Option("--formula", "-f", help="Model, e.g. 'age + C(sex) + TIV' (intercept added).")] = None,
     contrast: Annotated[list[str] | None, typer.Option("--contrast", help="NAME=EXPR, repeatable: age=age, neg=-age, dep='C(group)[T.depr]', site='C(site)', both='F: age, TIV', v='0 1 0'.")] = None,
-    subsamples: Annotated[int, typer.Option("--subsamples", min=0, help="Random subsamples for median t / stability (0: none).")] = 100,
-    fraction: Annotated[float, typer.Option("--fraction", min=0.0, max=1.0, help="Fraction of subjects per subsample.")] = 0.8,
-    permutations: Annotated[int, typer.Option("--permutations", min=0, help="Freedman-Lane permutations for FWE p (0: none).")] = 0,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of subsamples and permutations.")] = 0,
+    subsamples: Annotated[int | None, typer.Option("--subsamples", min=0, help="Random subsamples for median t / stability; 0: none (default 100).")] = None,
+    fraction: Annotated[float | None, typer.Option("--fraction", min=0.0, max=1.0, help="Fraction of subjects per subsample (default 0.8).")] = None,
+    permutations: Annotated[int | None, typer.Option("--permutations", min=0, help="Freedman-Lane permutations for FWE p; 0: none (default 0).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of subsamples and permutations (default 0).")] = None,
     mask: Annotated[Path | None, typer.Option("--mask", help="Mask image (non-zero = in) on the maps' grid.")] = None,
-    mask_threshold: Annotated[float, typer.Option("--mask-threshold", min=0.0, help="Threshold on the mean map when no --mask.")] = 0.1,
+    mask_threshold: Annotated[float | None, typer.Option("--mask-threshold", min=0.0, help="Threshold on the mean map when no --mask (default 0.1).")] = None,
     threshold: Annotated[float | None, typer.Option("--threshold", help="Statistic threshold for stability and clusters (default: p < 0.001 uncorrected).")] = None,
     stratify: Annotated[str | None, typer.Option("--stratify", help="Categorical column to stratify the subsamples by.")] = None,
-    missing: Annotated[str, typer.Option("--missing", help="error or drop: images without a row, rows without an image or with missing values.")] = "error",
-    map_kind: Annotated[str, typer.Option("--map", help="Map kind to take from output folders (s6mwp1, mwp1, s6mwp2, ...).")] = "s6mwp1",
-    standardize: Annotated[bool, typer.Option("--standardize/--no-standardize", help="Centre and scale continuous covariates.")] = True,
-    cluster_min_voxels: Annotated[int, typer.Option("--cluster-min-voxels", min=1, help="Smallest cluster listed.")] = 10,
+    missing: Annotated[str | None, typer.Option("--missing", help="error (default) or drop: images without a row, rows without an image or with missing values.")] = None,
+    map_kind: Annotated[str | None, typer.Option("--map", help="Map kind to take from output folders: s6mwp1 (default), mwp1, s6mwp2, ...")] = None,
+    standardize: Annotated[bool | None, typer.Option("--standardize/--no-standardize", help="Centre and scale continuous covariates (default on).", show_default=False)] = None,
+    cluster_min_voxels: Annotated[int | None, typer.Option("--cluster-min-voxels", min=1, help="Smallest cluster listed (default 10).")] = None,
     memory_gb: Annotated[float | None, typer.Option("--memory-gb", help="Memory budget of the voxel chunks in GB.")] = None,
     device: DeviceOption = "auto",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (with --study: default <study out>/glm).")] = None,
-    study: Annotated[Path | None, typer.Option("--study", help="Study YAML: inputs.maps, inputs.covariates and the glm section.")] = None,
+    study: Annotated[Path | None, typer.Option("--study", help="Study YAML: inputs.maps, inputs.covariates and the glm section; options given here override it.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Fit a voxel-wise GLM to maps and write t/F, p, FDR q, effect, subsample median t, IQR,
     stability, permutation FWE p, clusters and a glass brain per contrast (see docs/glm.md).
     """
+    import warnings
+
     from vbmkit.config import GlmConfig
     from vbmkit.errors import ConfigError
     from vbmkit.workflows.glm import run_glm
 
+    overrides = {k: v for k, v in {
+        "maps": map_kind, "formula": formula, "standardize": standardize, "subsamples": subsamples,
+        "fraction": fraction, "stratify": stratify, "permutations": permutations, "seed": seed, "mask": mask,
+        "mask_threshold": mask_threshold, "threshold": threshold, "cluster_min_voxels": cluster_min_voxels,
+        "memory_gb": memory_gb}.items() if v is not None}
+    if contrast:
+        overrides["contrasts"] = parse_contrast_options(contrast)
     if study is not None:
-        items, table, id_col, settings, out, missing_policy, study_device = _from_study(study, out=out,
-                                                                                       images=images)
+        items, table, id_col, base, glm_out, missing_policy, study_device = _from_study(study, images=images)
+        settings = GlmConfig.model_validate({**base.model_dump(), **overrides})
         # --device beats glm.device, which beats the study's top-level device
         for candidate in (settings.device, study_device):
             device = device if device != "auto" else candidate
+        table = covariates if covariates is not None else table
+        id_col = id_column if id_column is not None else id_col
+        missing_policy = missing if missing is not None else missing_policy
+        out = out if out is not None else glm_out
     else:
         if not images:
             raise ConfigError("glm: expected IMAGES (files, globs or folders) or --study; got neither")
@@ -75,20 +88,25 @@ def app_command(
             raise ConfigError("glm: expected at least one --contrast NAME=EXPR, e.g. --contrast age=age")
         if out is None:
             raise ConfigError("glm: expected --out DIR")
-        if missing not in ("error", "drop"):
-            raise ConfigError(f"--missing: expected 'error' or 'drop'; got {missing!r}")
-        settings = GlmConfig(maps=map_kind, formula=formula, contrasts=parse_contrast_options(contrast),
-                             standardize=standardize, subsamples=subsamples, fraction=fraction, stratify=stratify,
-                             permutations=permutations, seed=seed, mask=mask, mask_threshold=mask_threshold,
-                             threshold=threshold, cluster_min_voxels=cluster_min_voxels, device=device,
-                             memory_gb=memory_gb)
-        items, table, id_col, missing_policy = list(images), covariates, id_column, missing
-    summary = run_glm(items, table, id_column=id_col, settings=settings, out=out, missing=missing_policy,
-                      device=device, progress=not quiet)
+        settings = GlmConfig.model_validate({**overrides, "device": device})
+        items, table = list(images), covariates
+        id_col = id_column if id_column is not None else "participant_id"
+        missing_policy = missing if missing is not None else "error"
+    if missing_policy not in ("error", "drop"):
+        raise ConfigError(f"--missing: expected 'error' or 'drop'; got {missing_policy!r}")
+
+    def _show(message, category, filename, lineno, file=None, line=None) -> None:
+        typer.echo(f"Warning: {message}", err=True)  # one clean line, no source location
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = _show
+        summary = run_glm(items, table, id_column=id_col, settings=settings, out=out, missing=missing_policy,
+                          device=device, progress=not quiet)
     _print_summary(summary, out)
 
 
-def _from_study(path: Path, *, out: Path | None, images: list[str] | None):
+def _from_study(path: Path, *, images: list[str] | None):
     """Inputs, covariates, settings and output folder of ``vbmkit glm --study``."""
     from vbmkit.errors import ConfigError
     from vbmkit.workflows.study_plan import load_study
@@ -105,7 +123,7 @@ def _from_study(path: Path, *, out: Path | None, images: list[str] | None):
     settings = cfg.glm
     if settings.mask is not None:
         settings = settings.model_copy(update={"mask": plan.resolve(settings.mask)})
-    glm_out = out if out is not None else plan.out / "glm"
+    glm_out = plan.out / "glm"
     return items, plan.covariates, cfg.inputs.id_column, settings, glm_out, cfg.inputs.missing, cfg.device
 
 

@@ -55,3 +55,6 @@ app.command("init")(_init)
 from vbmkit.cli.roi import app_command as _roi  # noqa: E402
 
 app.command("roi")(_roi)
+from vbmkit.cli.compare import app_command as _compare  # noqa: E402
+
+app.command("compare")(_compare)

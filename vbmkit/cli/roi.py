@@ -35,7 +35,8 @@ def app_command(
     contrast: Annotated[list[str] | None, typer.Option("--contrast", help="NAME=EXPR, repeatable (as vbmkit glm).")] = None,
     missing: Annotated[str, typer.Option("--missing", help="error or drop: subjects without covariates and vice versa.")] = "error",
     name: Annotated[str | None, typer.Option("--name", help="Prefix of the CAT12 group exports (default: the --out folder name).")] = None,
-    native: Annotated[bool, typer.Option("--native", help="Native-space volumes (not available; see docs/roi.md).")] = False,
+    native: Annotated[bool, typer.Option("--native", help="Measure in native space as CAT12 (needs p1/p2 and y_ beside each mwp1; "
+                                                         "see docs/roi.md).")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Subjects per batch.")] = 16,
     device: DeviceOption = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,

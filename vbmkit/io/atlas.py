@@ -286,3 +286,37 @@ def same_space(grid: Grid, atlas: Atlas, *, source: str = "image", max_fov_diffe
             f"{atlas.grid.shape}, affine\n{np.array2string(atlas.grid.affine, precision=3)}); got shape "
             f"{grid.shape}, affine\n{np.array2string(grid.affine, precision=3)}\n" + "; ".join(problems))
     return False
+
+
+def load_deformation(path: str | os.PathLike) -> tuple[torch.Tensor, Grid]:
+    """Read an SPM/CAT12/vbmkit ``y_`` deformation (template voxel -> subject mm), RAS order.
+
+    Used to carry an atlas into a subject's native space (``vbmkit roi --native``).
+
+    Returns
+    -------
+    field_mm : torch.Tensor
+        (X, Y, Z, 3) float32: for every voxel of the template grid, the subject mm it maps to.
+    grid : Grid
+        RAS template grid of the field.
+
+    Raises
+    ------
+    ResourceError
+        When the file is missing, unreadable or not a (X, Y, Z, [1,] 3) field.
+    """
+    p = Path(path)
+    try:
+        img = nib.load(str(p))
+    except Exception as exc:  # nibabel raises many types for foreign files
+        raise ResourceError(f"deformation {p}: expected a y_ NIfTI field; could not read it ({exc})") from exc
+    data = np.asanyarray(img.dataobj, dtype=np.float32)
+    if data.ndim == 5 and data.shape[3] == 1:
+        data = data[:, :, :, 0, :]
+    if data.ndim != 4 or data.shape[3] != 3:
+        raise ResourceError(f"deformation {p}: expected shape (X, Y, Z, 1, 3) or (X, Y, Z, 3) of mm; "
+                            f"got {data.shape}")
+    ornt = nib.orientations.io_orientation(img.affine)
+    ras = nib.orientations.apply_orientation(data, ornt)
+    affine = img.affine @ nib.orientations.inv_ornt_aff(ornt, data.shape[:3])
+    return torch.from_numpy(np.ascontiguousarray(ras)), Grid(ras.shape[:3], affine)

@@ -133,7 +133,7 @@ def file_id(path: Path, ids: Sequence[str], *, kind: str | None = None) -> str |
         stem = stem[len(kind):]  # "s6mwp1" must not match the IDs "1" or "6"
     names = [stem] + [part for part in reversed(path.parent.parts)]
     for name in names:
-        hits = [i for i in ids if i and _occurs(i, name)]
+        hits = [i for i in ids if i and i in name and _occurs(i, name)]  # "in" first: fast C check
         if hits:
             longest = max(len(h) for h in hits)
             top = sorted({h for h in hits if len(h) == longest})
@@ -236,7 +236,7 @@ def load_mask(path: Path, grid: Grid, *, reference: Path) -> np.ndarray:
 
 
 def load_maps(paths: Sequence[Path], *, mask: np.ndarray | None = None, mask_threshold: float = 0.1,
-              progress: Callable[[int, int], None] | None = None) -> MaskedMaps:
+              drop_constant: bool = False, progress: Callable[[int, int], None] | None = None) -> MaskedMaps:
     """Load N maps into an (N, V) matrix under a mask.
 
     Parameters
@@ -247,6 +247,9 @@ def load_maps(paths: Sequence[Path], *, mask: np.ndarray | None = None, mask_thr
         RAS mask on the images' grid. When omitted the mask is ``mean map > mask_threshold``.
     mask_threshold : float
         Absolute threshold on the mean map (CAT12-like default 0.1 for GM maps).
+    drop_constant : bool
+        Also leave out voxels whose value is the same in every image (they have no variance,
+        hence no t); the returned ``mask`` excludes them.
     progress : callable(done, total), optional
         Called after each file is read.
 
@@ -254,6 +257,13 @@ def load_maps(paths: Sequence[Path], *, mask: np.ndarray | None = None, mask_thr
     ------
     ImageError, GridMismatchError
         Non-3-D images, NaN/Inf voxels, differing grids, or an empty mask.
+
+    Notes
+    -----
+    Without ``mask``, all full volumes are kept in memory when they fit in 1 GiB (one read per
+    file); otherwise each file is read twice (mean map, then the masked values), so memory holds
+    only the (N, V) result. Constant voxels are removed in place, block by block, so dropping
+    them never needs a second (N, V) copy.
     """
     paths = [Path(p) for p in paths]
     if not paths:
@@ -261,7 +271,8 @@ def load_maps(paths: Sequence[Path], *, mask: np.ndarray | None = None, mask_thr
     grid = check_grids(paths)
     stored_affine = load_grid(paths[0], canonical=False).affine
     n, v_full = len(paths), grid.n_voxels
-    total = n if mask is not None or n * v_full * 4 <= _ONE_PASS_BYTES else 2 * n
+    one_pass = mask is not None or n * v_full * 4 <= _ONE_PASS_BYTES
+    total = n if one_pass else 2 * n
     step = 0
 
     def tick() -> None:
@@ -271,9 +282,7 @@ def load_maps(paths: Sequence[Path], *, mask: np.ndarray | None = None, mask_thr
             progress(step, total)
 
     if mask is None:
-        full: np.ndarray | None = None
-        if n * v_full * 4 <= _ONE_PASS_BYTES:
-            full = np.empty((n, v_full), dtype=np.float32)
+        full: np.ndarray | None = np.empty((n, v_full), dtype=np.float32) if one_pass else None
         mean = np.zeros(v_full, dtype=np.float64)
         for k, p in enumerate(paths):
             arr = load_volume(p).data.numpy().reshape(-1)
@@ -287,14 +296,38 @@ def load_maps(paths: Sequence[Path], *, mask: np.ndarray | None = None, mask_thr
                              f"{mask_threshold}; none does (max mean {mean.max() / n:.4g}; lower "
                              "--mask-threshold or give --mask)")
         if full is not None:
-            return MaskedMaps(torch.from_numpy(np.ascontiguousarray(full[:, mask.reshape(-1)])),
-                              mask, grid, stored_affine)
+            data = torch.from_numpy(np.ascontiguousarray(full[:, mask.reshape(-1)]))
+            del full
+            return _finish(data, mask, grid, stored_affine, drop_constant=drop_constant)
     flat = np.asarray(mask, dtype=bool).reshape(-1)
     data = torch.empty((n, int(flat.sum())), dtype=torch.float32)
     for k, p in enumerate(paths):
         data[k] = torch.from_numpy(load_volume(p).data.numpy().reshape(-1)[flat])
         tick()
-    return MaskedMaps(data, np.asarray(mask, dtype=bool), grid, stored_affine)
+    return _finish(data, np.asarray(mask, dtype=bool), grid, stored_affine, drop_constant=drop_constant)
+
+
+def _finish(data: torch.Tensor, mask: np.ndarray, grid: Grid, stored_affine: np.ndarray, *,
+            drop_constant: bool) -> MaskedMaps:
+    if not drop_constant:
+        return MaskedMaps(data, mask, grid, stored_affine)
+    varying = (data.amax(dim=0) > data.amin(dim=0)).numpy()
+    if not varying.any():
+        raise ImageError(f"images: expected voxels that vary across the {data.shape[0]} images inside the "
+                         "mask; every voxel is constant")
+    keep = np.flatnonzero(varying)
+    if keep.size < data.shape[1]:
+        # Move the kept columns left in place: keep[j] >= j, so a block never overwrites columns a
+        # later block still reads.
+        block = 4096
+        for start in range(0, keep.size, block):
+            cols = torch.from_numpy(keep[start:start + block])
+            data[:, start:start + cols.numel()] = data[:, cols]
+        data = data[:, :keep.size]
+        new_mask = np.zeros(mask.shape, dtype=bool)
+        new_mask[mask] = varying
+        mask = new_mask
+    return MaskedMaps(data, mask, grid, stored_affine)
 
 
 def unmask(values: np.ndarray | torch.Tensor, mask: np.ndarray, *, fill: float = 0.0) -> np.ndarray:

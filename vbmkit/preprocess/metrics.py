@@ -49,12 +49,13 @@ def _torchreg_jacobi_gradient(u: torch.Tensor, id_grid: torch.Tensor) -> torch.T
     # components by (X-1, Y-1, Z-1)/2 and adding the identity grid) so the value matches.
     shape = torch.tensor(u.shape[1:4], device=u.device, dtype=u.dtype)
     x = 0.5 * (u + id_grid) * (shape - 1)
-    window = torch.tensor([-0.5, 0.0, 0.5], device=u.device, dtype=u.dtype)
-    w = torch.zeros((3, 1, 3, 3, 3), device=u.device, dtype=u.dtype)
-    w[2, 0, :, 1, 1] = window
-    w[1, 0, 1, :, 1] = window
-    w[0, 0, 1, 1, :] = window
-    x = F.conv3d(x.permute(4, 0, 1, 2, 3), w)
+    x = x[0].permute(3, 0, 1, 2)  # (3 components, X, Y, Z)
+    # the 3x3x3 conv3d of torchreg, written as slice differences (same values, much faster):
+    # output channel 2 differentiates along X, 1 along Y, 0 along Z; valid part then replicate pad
+    d_x = 0.5 * (x[:, 2:, 1:-1, 1:-1] - x[:, :-2, 1:-1, 1:-1])
+    d_y = 0.5 * (x[:, 1:-1, 2:, 1:-1] - x[:, 1:-1, :-2, 1:-1])
+    d_z = 0.5 * (x[:, 1:-1, 1:-1, 2:] - x[:, 1:-1, 1:-1, :-2])
+    x = torch.stack([d_z, d_y, d_x], dim=1)  # (3, 3, X-2, Y-2, Z-2)
     x = F.pad(x, (1, 1, 1, 1, 1, 1), mode="replicate")
     return x.permute(0, 2, 3, 4, 1)
 

@@ -175,11 +175,11 @@ def register_nonlinear(
         sampler = _FieldSampler(shape, device=dev, dtype=torch.float32)
         for _ in range(int(n_iter)):
             if symmetric:
-                w_m = sampler.sample(m_s, integrate_velocity(0.5 * v, steps=steps), padding_mode="zeros")
-                w_f = sampler.sample(f_s, integrate_velocity(-0.5 * v, steps=steps), padding_mode="zeros")
-                g = 0.5 * (_gradient(w_m) + _gradient(w_f))
+                w_m = sampler.sample_norm(m_s, sampler.exp_norm(0.5 * v, steps), padding_mode="zeros")
+                w_f = sampler.sample_norm(f_s, sampler.exp_norm(-0.5 * v, steps), padding_mode="zeros")
+                g = 0.5 * _gradient(w_m + w_f)  # d r / d v to first order
             else:
-                w_m = sampler.sample(m_s, integrate_velocity(v, steps=steps), padding_mode="zeros")
+                w_m = sampler.sample_norm(m_s, sampler.exp_norm(v, steps), padding_mode="zeros")
                 w_f = f_s
                 g = _gradient(w_m)
             r = w_m - w_f
@@ -190,7 +190,6 @@ def register_nonlinear(
             if progress is not None:
                 progress(done, total)
     v = resize_field(v, full)
-    u = integrate_velocity(v, steps=steps)
-    phi = displacement_to_deformation(u)[0]
+    phi = displacement_to_deformation(integrate_velocity(v, steps=steps))[0]
     inv = displacement_to_deformation(integrate_velocity(-v, steps=steps))[0] if compute_inverse else None
     return NonlinearResult(velocity=v[0], deformation=phi, inverse=inv, loss_history=history)

@@ -102,20 +102,40 @@ def warp(image: torch.Tensor, deformation: torch.Tensor, *, mode: str = "bilinea
 
 
 class _FieldSampler:
-    """Cache of the identity sampling grid of one shape, for repeated field self-compositions."""
+    """Identity sampling grid and unit conversions of one grid shape, for repeated use.
+
+    Fields are composed in ``grid_sample`` units (channels (z, y, x), normalised), so that
+    each squaring costs one addition and one ``grid_sample``; :meth:`to_norm` and
+    :meth:`from_norm` convert from and to voxel units (x, y, z).
+    """
 
     def __init__(self, shape, *, device, dtype) -> None:
         self.shape = tuple(int(n) for n in shape)
         theta = torch.eye(4, device=device, dtype=dtype)[None, :3]
         self.id_norm = F.affine_grid(theta, [1, 3, *self.shape], align_corners=True)
-        self.scale = _scale_zyx(self.shape, device=device, dtype=dtype)
+        self.scale = _scale_zyx(self.shape, device=device, dtype=dtype).view(1, 3, 1, 1, 1)
 
-    def grid(self, u: torch.Tensor) -> torch.Tensor:
-        return self.id_norm + u.permute(0, 2, 3, 4, 1).flip(-1) * self.scale
+    def to_norm(self, u: torch.Tensor) -> torch.Tensor:
+        return u.flip(1) * self.scale
+
+    def from_norm(self, un: torch.Tensor) -> torch.Tensor:
+        return (un / self.scale).flip(1)
+
+    def sample_norm(self, x: torch.Tensor, un: torch.Tensor, padding_mode: str = "border") -> torch.Tensor:
+        """x sampled at identity + un, ``un`` (B, 3, X, Y, Z) in normalised (z, y, x) units."""
+        grid = self.id_norm + un.permute(0, 2, 3, 4, 1)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
 
     def sample(self, x: torch.Tensor, u: torch.Tensor, padding_mode: str = "border") -> torch.Tensor:
-        """x sampled at identity + u (both on this grid)."""
-        return F.grid_sample(x, self.grid(u), mode="bilinear", padding_mode=padding_mode, align_corners=True)
+        """x sampled at identity + u, ``u`` (B, 3, X, Y, Z) in voxels (x, y, z)."""
+        return self.sample_norm(x, self.to_norm(u), padding_mode)
+
+    def exp_norm(self, v: torch.Tensor, steps: int) -> torch.Tensor:
+        """Scaling and squaring of a voxel-unit velocity; returns the displacement normalised."""
+        un = self.to_norm(v) / (2.0 ** int(steps))
+        for _ in range(int(steps)):
+            un = un + self.sample_norm(un, un)
+        return un
 
 
 def compose(outer: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
@@ -166,13 +186,8 @@ def integrate_velocity(v: torch.Tensor, *, steps: int = 7) -> torch.Tensor:
     _check_field(v, "v")
     if int(steps) < 0:
         raise ImageError(f"integrate_velocity: steps must be >= 0; got {steps}")
-    u = v / (2.0 ** int(steps))
-    if int(steps) == 0:
-        return u
     s = _FieldSampler(v.shape[2:], device=v.device, dtype=v.dtype)
-    for _ in range(int(steps)):
-        u = u + s.sample(u, u)
-    return u
+    return s.from_norm(s.exp_norm(v, int(steps)))
 
 
 def resize_field(u: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:

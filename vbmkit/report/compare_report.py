@@ -49,45 +49,53 @@ def overlap_summary(subjects: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
         for metric, label in (("dice", "Dice"), ("prob_dice", "prob. Dice"), ("jaccard", "Jaccard")):
             row[label] = _median_iqr([s.get(f"{metric}_{tissue}") for s in subjects.values()])
         rows.append(row)
-    rows.append({"tissue": "r mwp1 / mwp2",
-                 "Dice": _median_iqr([s.get("r_mwp1") for s in subjects.values()]),
-                 "prob. Dice": _median_iqr([s.get("r_mwp2") for s in subjects.values()]), "Jaccard": ""})
     return pd.DataFrame(rows)
 
 
-def _scatter_ba(x: np.ndarray, y: np.ndarray, *, title: str, ref: str, unit: str = "mL"):
-    """Scatter (ours vs reference, identity line) and Bland-Altman plot side by side."""
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.8))
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    ax1.scatter(y, x, s=14, alpha=0.7)
-    if x.size:
-        lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
-        ax1.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-    ax1.set_xlabel(f"{ref} ({unit})")
-    ax1.set_ylabel(f"vbmkit ({unit})")
-    ax1.set_title(title)
-    mean, diff = (x + y) / 2, x - y
-    ax2.scatter(mean, diff, s=14, alpha=0.7)
-    if diff.size > 1:
-        md, sd = float(diff.mean()), float(diff.std(ddof=1))
-        for v, style in ((md, "-"), (md - 1.96 * sd, "--"), (md + 1.96 * sd, "--")):
-            ax2.axhline(v, color="k", ls=style, lw=0.8)
-    ax2.set_xlabel(f"mean of both ({unit})")
-    ax2.set_ylabel(f"vbmkit - {ref} ({unit})")
-    ax2.set_title("Bland-Altman (mean, ±1.96 SD)")
+def map_r_summary(subjects: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Median (IQR) over subjects of the voxel-wise r of mwp1 (GM) and mwp2 (WM)."""
+    return pd.DataFrame([{"map": k, "Pearson r": _median_iqr([s.get(f"r_{k}") for s in subjects.values()])}
+                         for k in ("mwp1", "mwp2")])
+
+
+def _scatter_ba(pairs: Sequence[tuple[np.ndarray, np.ndarray, str]], *, ref: str, unit: str = "mL"):
+    """One column per (ours, reference, title): scatter with identity line above, Bland-Altman below."""
+    fig, axes = plt.subplots(2, len(pairs), figsize=(4.2 * len(pairs), 7.0), squeeze=False)
+    for k, (x, y, title) in enumerate(pairs):
+        ax1, ax2 = axes[0, k], axes[1, k]
+        ok = np.isfinite(x) & np.isfinite(y)
+        x, y = x[ok], y[ok]
+        ax1.scatter(y, x, s=12, alpha=0.7)
+        if x.size:
+            lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+            ax1.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax1.set_xlabel(f"{ref} ({unit})")
+        ax1.set_ylabel(f"vbmkit ({unit})")
+        ax1.set_title(title)
+        mean, diff = (x + y) / 2, x - y
+        ax2.scatter(mean, diff, s=12, alpha=0.7)
+        if diff.size > 1:
+            md, sd = float(diff.mean()), float(diff.std(ddof=1))
+            for v, style in ((md, "-"), (md - 1.96 * sd, "--"), (md + 1.96 * sd, "--")):
+                ax2.axhline(v, color="k", ls=style, lw=0.8)
+        ax2.set_xlabel(f"mean of both ({unit})")
+        ax2.set_ylabel(f"vbmkit - {ref} ({unit})")
+        ax2.set_title("Bland-Altman: mean, ±1.96 SD", fontsize=10)
     fig.tight_layout()
     return fig
 
 
 def _volume_blocks(subjects: Mapping[str, Mapping[str, Any]], ref: str) -> list[str]:
-    blocks = []
-    for key, label in (("tiv", "TIV"), ("gm", "GM volume"), ("wm", "WM volume")):
+    pairs = []
+    for key, label in (("tiv", "TIV"), ("gm", "GM volume"), ("wm", "WM volume"), ("csf", "CSF volume")):
         x = np.array([s.get(f"{key}_ours_ml") for s in subjects.values()], dtype=float)
         y = np.array([s.get(f"{key}_{ref}_ml") for s in subjects.values()], dtype=float)
-        if np.isfinite(x).sum() and np.isfinite(y).sum():
-            blocks.append(html_figure(_scatter_ba(x, y, title=label, ref=ref), caption=f"{label}: vbmkit vs {ref}"))
-    return blocks or [html_paragraph("No volumes on both sides.", note=True)]
+        if (np.isfinite(x) & np.isfinite(y)).any():
+            pairs.append((x, y, label))
+    if not pairs:
+        return [html_paragraph("No volumes on both sides.", note=True)]
+    return [html_figure(_scatter_ba(pairs, ref=ref), caption=f"Volumes per subject: vbmkit vs {ref} (top) and "
+                                                             "Bland-Altman plots (bottom)")]
 
 
 def _roi_blocks(roi: Mapping[str, Mapping[str, Any]], paired: pd.DataFrame, ref: str) -> list[str]:
@@ -107,14 +115,17 @@ def _roi_blocks(roi: Mapping[str, Mapping[str, Any]], paired: pd.DataFrame, ref:
                              f"{int((r_gm > 0.9).sum())} of {int(r_gm.notna().sum())}. ICC is ICC(2,1), absolute "
                              "agreement; mean diff is vbmkit - reference.")]
     blocks.append(html_table(table.sort_values("r GM", na_position="first"), max_rows=60))
-    for tissue in ("gm", "wm"):
-        sub = paired[paired["tissue"] == tissue]
-        if len(sub):
-            fig = _scatter_ba(sub["ours_ml"].to_numpy(float), sub["reference_ml"].to_numpy(float),
-                              title=f"ROI {TISSUE_NAMES[tissue]} volumes (all regions, subjects)", ref=ref)
-            blocks.append(html_figure(fig, caption=f"LPBA40 {TISSUE_NAMES[tissue]} volumes, one point per "
-                                                   "subject and region"))
+    pairs = [(paired.loc[paired["tissue"] == t, "ours_ml"].to_numpy(float),
+              paired.loc[paired["tissue"] == t, "reference_ml"].to_numpy(float),
+              f"ROI {TISSUE_NAMES[t]} volumes") for t in ("gm", "wm") if (paired["tissue"] == t).any()]
+    if pairs:
+        blocks.append(html_figure(_scatter_ba(pairs, ref=ref), caption="LPBA40 volumes, one point per subject and "
+                                                                       "region: scatter and Bland-Altman"))
     return blocks
+
+
+def _thr(value: float | None) -> str:
+    return "none" if value is None else f"t > {value:.2f}"
 
 
 def _glass_brains(name: str, t_ours: np.ndarray, t_ref: np.ndarray, affine: np.ndarray, ref: str,
@@ -132,7 +143,7 @@ def _glass_brains(name: str, t_ours: np.ndarray, t_ref: np.ndarray, affine: np.n
         plotting.plot_glass_brain(img, axes=ax, title=title, colorbar=True, plot_abs=False,
                                   threshold=thr if thr is not None else "auto", cmap="RdBu_r",
                                   vmax=vmax if data is not diff else None, symmetric_cbar=True)
-    return html_figure(fig, caption=f"{name}: glass brains of both median t-maps (threshold {threshold}) and "
+    return html_figure(fig, caption=f"{name}: glass brains of both median t-maps (threshold {_thr(threshold)}) and "
                                     "their difference, within the common mask")
 
 
@@ -154,7 +165,7 @@ def _worst_blocks(worst: Sequence[Mapping[str, Any]], ref: str) -> list[str]:
         return [html_paragraph("No subject with maps on both sides.", note=True)]
     blocks = []
     for w in worst:
-        fig, axes = plt.subplots(2, 3, figsize=(9, 6))
+        fig, axes = plt.subplots(2, 3, figsize=(7.5, 5))
         for row, (side, label) in enumerate((("ours", "vbmkit"), ("reference", ref))):
             for col, sl in enumerate(w[side]):
                 axes[row, col].imshow(sl, cmap="gray", vmin=0, vmax=3 if "p0" in w["label"] else 1)
@@ -189,8 +200,9 @@ def render_compare_report(metrics: Mapping[str, Any], *, paired: pd.DataFrame | 
     sections = [
         Section("Overview", overview, anchor="overview"),
         Section("Tissue maps per subject", [
-            html_paragraph("Median (IQR) over subjects; the last row gives r of mwp1 and mwp2."),
-            html_table(overlap_summary(subjects)),
+            html_paragraph("Median (IQR) over subjects of the overlap of the native label maps, and of the "
+                           "voxel-wise Pearson r of the modulated warped maps."),
+            html_table(overlap_summary(subjects)), html_table(map_r_summary(subjects)),
             html_table(subj_table, max_rows=100) if len(subj_table) else html_paragraph("none", note=True)],
             anchor="tissue"),
         Section("Volumes", _volume_blocks(subjects, ref), anchor="volumes"),

@@ -150,7 +150,8 @@ def tissue_priors(template: torch.Tensor, *, voxel_size_mm: float = TEMPLATE_VOX
     torch.Tensor
         (3, X, Y, Z) float32 GM, WM, CSF; CSF is the rest inside a soft intracranial mask (GM+WM
         smoothed with 10 mm FWHM, divided by 0.5, capped at 1), so it ends near the skull
-        instead of filling the box (about 440 mL of CSF at scale 1).
+        instead of filling the box; then, as in the phantom, the three sum to 1 where their
+        sum exceeds 0.5 and are 0 elsewhere.
     """
     if template.ndim != 4 or template.shape[0] != 3:
         raise ValueError(f"template: expected (3, X, Y, Z) GM, WM, rest; got shape {tuple(template.shape)}")
@@ -159,7 +160,11 @@ def tissue_priors(template: torch.Tensor, *, voxel_size_mm: float = TEMPLATE_VOX
     icv = (brain / 0.5).clamp(0, 1)  # soft edge: fraction of intracranial space
     csf = (rest * icv).clamp(min=0.0)
     csf = torch.minimum(csf, (1 - gm - wm).clamp(min=0.0))
-    return torch.stack([gm, wm, csf])
+    tissue = torch.stack([gm, wm, csf])
+    # As the phantom does (vbmkit.simulate.phantom): fractions sum to 1 where they exceed 0.5
+    # and are 0 elsewhere, so the rendered native truth equals these maps up to deformation.
+    total = tissue.sum(0)
+    return torch.where(total > 0.5, tissue / total.clamp_min(1e-6), torch.zeros_like(tissue))
 
 
 def region_weight(atlas: torch.Tensor, region_ids: Sequence[int], *,
@@ -288,7 +293,7 @@ def simulate_subject(design: CohortDesign, index: int, *, generator: torch.Gener
         size = [round(n * TEMPLATE_VOXEL_MM / p.voxel_size_mm) for n in tissue.shape[1:]]
         working = F.interpolate(tissue[None], size=size, mode="trilinear", align_corners=True)[0]
     vox = p.voxel_size_mm * s
-    ph = make_phantom(working, generator=generator, deformation_mm=p.deformation_mm, voxel_size_mm=vox,
+    ph = make_phantom(working, generator=generator, deformation_mm=p.deformation_mm, voxel_size_mm=(vox,) * 3,
                       bias_strength=p.bias_strength, noise_sd=p.noise_sd, blur_fwhm_mm=p.blur_fwhm_mm)
     sums = ph.tissue.double().sum(dim=(1, 2, 3)) * vox**3 / 1000.0
     volumes = {"gm_ml": float(sums[0]), "wm_ml": float(sums[1]), "csf_ml": float(sums[2]),

@@ -20,6 +20,10 @@ from vbmkit.errors import ConfigError
 CPU_DEFAULT_CAP = 1 << 30
 #: Fraction of the free memory used by default.
 FREE_FRACTION = 0.25
+#: Size of each of the two pinned staging buffers when streaming host data to CUDA.
+STAGING_BYTES = 256 << 20
+#: Widest CPU block: keeps a block's (K P, width) GEMM output within a typical L3 cache.
+CPU_MAX_WIDTH = 8192
 
 
 def default_memory_bytes(device: torch.device) -> int:
@@ -68,6 +72,8 @@ def chunk_size(bytes_per_voxel: int, n_voxels: int, *, memory_bytes: int | None,
             f"voxel block; got {budget}"
         )
     width = int(room // bytes_per_voxel)
+    if device.type == "cpu":
+        width = min(width, CPU_MAX_WIDTH)
     if width >= align:
         width -= width % align
     return max(1, min(width, n_voxels))
@@ -100,6 +106,8 @@ def iter_voxel_blocks(Y: torch.Tensor, width: int, device: torch.device) -> Iter
             block = source[:, sl] if source is not None else Y[:, sl].to(device)
             yield sl, block if block.dtype == torch.float32 else block.float()
         return
+    # moderate staging buffers: pinning is slow, and small blocks overlap copy and compute
+    width = max(1, min(width, STAGING_BYTES // (4 * n)))
     pinned = [torch.empty(n * width, dtype=torch.float32, pin_memory=True) for _ in range(2)]
     events: list[torch.cuda.Event | None] = [None, None]
     for i, start in enumerate(range(0, v, width)):

@@ -99,6 +99,8 @@ class WeightedDesign:
     centre: bool
     heads: tuple[_Head, ...]
     p: int
+    df2_t: torch.Tensor  # (B, 1) float32 on the device
+    n_t: torch.Tensor  # (B, 1) float32 on the device
 
     @property
     def b(self) -> int:
@@ -200,6 +202,7 @@ def prepare_weighted(X: np.ndarray, weights: np.ndarray | torch.Tensor, contrast
     return WeightedDesign(
         g=_tensor(g.reshape(-1, n_subjects), device), w=None if all_ones else _tensor(w64, device),
         n=n_b, df2=n_b - p, centre=centre, heads=tuple(heads), p=p,
+        df2_t=_tensor((n_b - p)[:, None], device), n_t=_tensor(n_b[:, None], device),
     )
 
 
@@ -236,8 +239,7 @@ def block_statistics(design: WeightedDesign, block: torch.Tensor, *, effects: bo
     yy = yc.sum(0, keepdim=True) if design.w is None else design.w @ yc
     del yc
     rss = (yy - (z * z).sum(1)).clamp_min_(0.0)
-    df2 = torch.as_tensor(design.df2, dtype=torch.float32, device=block.device)[:, None]
-    sigma2 = rss.div_(df2)
+    sigma2 = rss.div_(design.df2_t)
     positive = sigma2 > 0
     inv_sigma = torch.where(positive, sigma2, 1.0).rsqrt_()
     out = {}
@@ -257,8 +259,7 @@ def block_statistics(design: WeightedDesign, block: torch.Tensor, *, effects: bo
                 if head.d_mu is not None:
                     effect += head.d_mu[:, 0, None] * mu
             else:
-                n_b = torch.as_tensor(design.n, dtype=torch.float32, device=block.device)[:, None]
-                effect = ((u * u).sum(1) / n_b).sqrt_()
+                effect = ((u * u).sum(1) / design.n_t).sqrt_()
         out[head.name] = (stat, effect)
     return out
 

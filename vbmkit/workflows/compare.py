@@ -220,14 +220,16 @@ def run_compare(ours: str | os.PathLike, *, cat12: str | os.PathLike | None = No
     if ours_roi is not None and ref_roi is not None:
         metrics["roi"], paired = _roi_metrics(ours_roi, ref_roi)
     else:
-        missing.append("ROI volumes: " + ("no vbmkit ROI table (catROI_<name>.xml or roi long table) "
-                                          if ours_roi is None else "") +
-                       ("no reference catROI_<name>.xml" if ref_roi is None else ""))
+        parts = (["no vbmkit ROI table (roi_long.csv, catROI_<name>.xml, or mwp maps vbmkit roi can measure)"]
+                 if ours_roi is None else [])
+        parts += ([f"no {kind} ROI volumes (label/catROI_<name>.xml)"] if ref_roi is None else [])
+        missing.append("ROI volumes: " + "; ".join(parts))
 
     extras: dict[str, Any] = {}
     if covariates is not None and formula and contrasts:
         metrics["contrasts"], extras = compare_contrasts(
-            [ours_subjects[n] for n in names], [ref_subjects[n] for n in names], ref_root=ref_root, kind=kind,
+            [ours_subjects[n] for n in names], [ref_subjects[n] for n in names],
+            ours_all=list(ours_subjects.values()), ref_root=ref_root, kind=kind,
             covariates=covariates, id_column=id_column, formula=formula, contrasts=dict(contrasts), maps=maps,
             subsamples=subsamples, fraction=fraction, seed=seed, device=device, out=out,
             missing=missing, progress=progress)

@@ -66,11 +66,19 @@ def _agreement(a: Maps, b: Maps, mask_a: Maps, mask_b: Maps, thr_a: float, thr_b
     }
 
 
-def compare_contrasts(ours: list[SubjectOutputs], ref: list[SubjectOutputs], *, ref_root: Path, kind: str,
+def compare_contrasts(ours: list[SubjectOutputs], ref: list[SubjectOutputs], *, ours_all: list[SubjectOutputs],
+                      ref_root: Path, kind: str,
                       covariates: Any, id_column: str, formula: str, contrasts: dict[str, Any], maps: str,
                       subsamples: int, fraction: float, seed: int, device: str, out: Path, missing: list[str],
                       progress: bool = False) -> tuple[dict[str, dict], dict[str, Any]]:
     """Run the design on both sides and compare the t-maps of every contrast.
+
+    Parameters
+    ----------
+    ours, ref : list of SubjectOutputs
+        The matched subjects, in one order (the GLM runs on the pairs that have the map on both sides).
+    ours_all : list of SubjectOutputs
+        Every vbmkit subject: the GLM's input when the reference is an SPM results folder.
 
     Returns
     -------
@@ -85,7 +93,7 @@ def compare_contrasts(ours: list[SubjectOutputs], ref: list[SubjectOutputs], *, 
     ref_kind = _reference_kind(maps, ref, kind)
     pairs = [(a, b) for a, b in zip(ours, ref, strict=True)
              if maps in a.maps and ref_kind is not None and ref_kind in b.maps]
-    ours_paths = [a.maps[maps] for a, _ in pairs] or [s.maps[maps] for s in ours if maps in s.maps]
+    ours_paths = [a.maps[maps] for a, _ in pairs] or [s.maps[maps] for s in ours_all if maps in s.maps]
     empty = {"r_median_t": None, "max_abs_t_ours": None, f"max_abs_t_{label}": None, "dice_suprathreshold": None}
     results: dict[str, dict] = {name: dict(empty) for name in contrasts}
     tmaps: dict[str, tuple] = {}

@@ -28,7 +28,7 @@ import torch
 from vbmkit import __version__
 from vbmkit.config import GlmConfig
 from vbmkit.device import resolve_device
-from vbmkit.errors import ConfigError, CovariateError, DesignError, ImageError
+from vbmkit.errors import ConfigError, CovariateError, DesignError
 from vbmkit.io.atomic import write_json, write_text
 from vbmkit.io.maps import check_grids, find_maps, load_maps, load_mask, match_ids, unmask
 from vbmkit.io.nifti import save_volume
@@ -138,9 +138,11 @@ def _cluster_table(clusters, lookup) -> pd.DataFrame:
     rows = []
     for c in clusters:
         xyz = [float(v) for v in c.peak_mm]
-        rows.append({"cluster": int(c.index), "size_voxels": int(c.size_voxels), "size_ml": float(c.size_ml),
-                     "peak_value": float(c.peak_value), "peak_x_mm": xyz[0], "peak_y_mm": xyz[1],
-                     "peak_z_mm": xyz[2], "lpba40_region": lookup(xyz) if lookup is not None else ""})
+        # rounded for a readable table: mL to 1 mm^3, statistics to 1e-4, mm to 1e-3
+        rows.append({"cluster": int(c.index), "size_voxels": int(c.size_voxels),
+                     "size_ml": round(float(c.size_ml), 6), "peak_value": round(float(c.peak_value), 4),
+                     "peak_x_mm": round(xyz[0], 3), "peak_y_mm": round(xyz[1], 3), "peak_z_mm": round(xyz[2], 3),
+                     "lpba40_region": lookup(xyz) if lookup is not None else ""})
     return pd.DataFrame(rows, columns=CLUSTER_COLUMNS)
 
 
@@ -239,8 +241,13 @@ def run_glm(images: Sequence[str | os.PathLike], covariates: str | os.PathLike |
             pass
     tmp = _prepare_out(out)
     try:
-        summary = _compute_and_write(paths, design, contrasts, settings, weights, mask=mask, dev=dev, tmp=tmp,
-                                     progress=progress, id_column=id_column)
+        with warnings.catch_warnings(record=True) as late:
+            warnings.simplefilter("always")
+            summary = _compute_and_write(paths, design, contrasts, settings, weights, mask=mask, dev=dev,
+                                         tmp=tmp, progress=progress, id_column=id_column)
+        for w in late:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        messages += [str(w.message) for w in late]
         summary.update({"dropped": dropped, "warnings": messages, "fingerprint": fingerprint,
                         "seconds": round(time.perf_counter() - t0, 3)})
         write_json(tmp / "summary.json", summary)
@@ -272,18 +279,11 @@ def _compute_and_write(paths: list[Path], design: Design, contrasts, settings: G
     timings: dict[str, float] = {}
     with ProgressStages(enabled=progress) as stages:
         t = time.perf_counter()
-        maps = load_maps(paths, mask=mask, mask_threshold=settings.mask_threshold,
+        # drop_constant: voxels without variance (e.g. zero in every subject) have no t
+        maps = load_maps(paths, mask=mask, mask_threshold=settings.mask_threshold, drop_constant=True,
                          progress=stages.callback("reading maps"))
         timings["read"] = time.perf_counter() - t
-        Y, grid, stored = maps.data, maps.grid, maps.stored_affine
-        # Voxels without variance (e.g. all zero in every subject) have no t; drop them.
-        varying = (Y.max(dim=0).values > Y.min(dim=0).values).numpy()
-        if not varying.any():
-            raise ImageError(f"images: expected voxels that vary across the {len(paths)} subjects inside "
-                             "the mask; every voxel is constant")
-        mask_final = np.zeros(grid.shape, dtype=bool)
-        mask_final[maps.mask] = varying
-        Y = Y[:, torch.from_numpy(varying)].contiguous() if not varying.all() else Y
+        Y, grid, stored, mask_final = maps.data, maps.grid, maps.stored_affine, maps.mask
         X = design.X
 
         t = time.perf_counter()

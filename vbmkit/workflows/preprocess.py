@@ -96,12 +96,12 @@ def _reason(exc: BaseException) -> str:
 
 
 def _run_one(t1: T1Input, out: Path, settings: PreprocessConfig, device: str,
-             threads: int | None = None) -> tuple[str, Any]:
+             threads: int | None = None, step: Callable[[str], None] | None = None) -> tuple[str, Any]:
     """Worker: ("done", report) or ("failed", reason). Runs in the parent or a child process."""
     if threads is not None:
         torch.set_num_threads(max(1, threads))
     try:
-        return "done", preprocess_subject(t1, out, settings, device=device)
+        return "done", preprocess_subject(t1, out, settings, device=device, progress=step)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # one broken input must not stop the batch
@@ -174,9 +174,11 @@ def run_preprocess(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
     try:
         if jobs <= 1 or len(todo) <= 1:
             for t1 in todo:
+                step = None
                 if bar is not None:
-                    bar.set_postfix_str(f"{t1.name}: running", refresh=True)
-                record(t1, *_run_one(t1, out, settings, str(dev)))
+                    def step(name: str, _n: str = t1.name) -> None:
+                        bar.set_postfix_str(f"{_n}: {name}", refresh=True)
+                record(t1, *_run_one(t1, out, settings, str(dev), step=step))
         else:
             threads = max(1, (os.cpu_count() or 1) // jobs)
             with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:

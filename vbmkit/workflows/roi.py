@@ -11,12 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import time
 import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,114 +27,25 @@ from vbmkit.errors import ConfigError, CovariateError, ImageError
 from vbmkit.io.atlas import Atlas, load_atlas, same_space
 from vbmkit.io.atomic import atomic_path, write_json
 from vbmkit.io.catroi import LONG_COLUMNS, subject_tiv_ml, write_cat12_group_csv
-from vbmkit.io.maps import find_maps, match_ids
-from vbmkit.io.nifti import image_stem, load_volume
+from vbmkit.io.maps import match_ids
+from vbmkit.io.nifti import load_volume
 from vbmkit.io.tables import check_covariates, read_covariates
 from vbmkit.space import resample
 from vbmkit.stats.roi import region_index, region_volumes
 from vbmkit.workflows.glm_progress import ProgressStages
+from vbmkit.workflows.roi_inputs import (
+    TISSUE_KINDS,
+    SubjectMaps,
+    common_tissues,
+    find_subject_maps,
+    split_kind,
+)
 
-TISSUE_KINDS = {"gm": "mwp1", "wm": "mwp2", "csf": "mwp3"}
 #: Negative voxels down to this value are interpolation overshoot (clipped with a warning);
 #: below it the map is not a tissue map and the run stops.
 NEGATIVE_TOLERANCE = 1e-2
 STATS_COLUMNS = ["region", "region_id", "hemisphere", "tissue", "contrast", "kind", "stat", "df1", "df2",
                  "p", "q_fdr", "effect", "std_effect"]
-
-
-@dataclass(frozen=True)
-class SubjectMaps:
-    """One subject's modulated maps: ``name`` (file stem without the kind) and tissue -> path."""
-
-    name: str
-    maps: dict[str, Path]
-
-
-def _split_kind(path: Path) -> tuple[str, str] | None:
-    """(tissue, subject name) of a map file, or None when it is no mwp1/mwp2/mwp3 map."""
-    stem = image_stem(path)
-    for tissue, kind in TISSUE_KINDS.items():
-        if stem.startswith(kind):
-            return tissue, stem[len(kind):]
-        if stem.endswith(f"_{kind}"):  # deepmriprep BIDS: sub-X_mwp1
-            return tissue, stem[: -len(kind) - 1]
-        if path.parent.name == kind:  # deepmriprep "mod" layout: mwp1/<name>.nii.gz
-            return tissue, stem
-    return None
-
-
-def _sibling(path: Path, tissue: str, other: str) -> Path | None:
-    """The map of tissue ``other`` beside ``path`` (a map of ``tissue``), if it exists."""
-    a, b = TISSUE_KINDS[tissue], TISSUE_KINDS[other]
-    name = path.name
-    candidates = []
-    if name.startswith(a):
-        candidates.append(path.with_name(b + name[len(a):]))
-    candidates.append(path.with_name(re.sub(rf"_{a}(\.nii(\.gz)?)$", rf"_{b}\1", name)))
-    if path.parent.name == a:
-        candidates.append(path.parent.parent / b / name)
-    for c in candidates:
-        for cand in (c, c.with_name(c.name[:-3]) if c.name.endswith(".gz") else c.with_name(c.name + ".gz")):
-            if cand != path and cand.is_file():
-                return cand
-    return None
-
-
-def find_subject_maps(images: Sequence[str | os.PathLike]) -> list[SubjectMaps]:
-    """Expand files, globs and output folders into subjects with their mwp1/mwp2/(mwp3) maps.
-
-    Folders are searched for ``mwp1`` maps (vbmkit, CAT12 and deepmriprep layouts, see
-    :func:`vbmkit.io.maps.find_maps`); the ``mwp2``/``mwp3`` map of the same subject is the file
-    of the same name with the other kind beside it. Files given directly may be of any kind.
-
-    Raises
-    ------
-    ImageError
-        A file that is no mwp1/mwp2/mwp3 map, a subject without mwp1, or a subject given twice
-        (both files named).
-    """
-    subjects: dict[str, dict[str, Path]] = {}
-    for path in find_maps(images, kind="mwp1"):
-        split = _split_kind(path)
-        if split is None:
-            raise ImageError(f"images {path}: expected a modulated tissue map named mwp1<name>, mwp2<name> "
-                             "or mwp3<name> (CAT12/vbmkit/deepmriprep naming); got another name")
-        tissue, name = split
-        entry = subjects.setdefault(name, {})
-        if tissue in entry and entry[tissue].resolve() != path.resolve():
-            raise ImageError(f"subject {name!r}: expected one {TISSUE_KINDS[tissue]} map; given twice: "
-                             f"{entry[tissue]} and {path}")
-        entry[tissue] = path
-    out = []
-    for name, maps in subjects.items():
-        if "gm" not in maps:
-            first = next(iter(maps.values()))
-            tissue = next(iter(maps))
-            gm = _sibling(first, tissue, "gm")
-            if gm is None:
-                raise ImageError(f"subject {name!r}: expected an mwp1 (GM) map beside {first}; found none")
-            maps["gm"] = gm
-        for other in ("wm", "csf"):
-            if other not in maps:
-                sib = _sibling(maps["gm"], "gm", other)
-                if sib is not None:
-                    maps[other] = sib
-        out.append(SubjectMaps(name, dict(sorted(maps.items(), key=lambda kv: list(TISSUE_KINDS).index(kv[0])))))
-    return sorted(out, key=lambda s: s.name)
-
-
-def _tissues(subjects: Sequence[SubjectMaps]) -> list[str]:
-    """Tissues every subject has (gm always); a tissue some subjects lack is an error."""
-    tissues = ["gm"]
-    for t in ("wm", "csf"):
-        have = [s.name for s in subjects if t in s.maps]
-        if len(have) == len(subjects):
-            tissues.append(t)
-        elif have:
-            lacking = [s.name for s in subjects if t not in s.maps]
-            raise ImageError(f"{TISSUE_KINDS[t]} maps: expected one for every subject or none; "
-                             f"{len(lacking)} subjects have none: {lacking[:10]}")
-    return tissues
 
 
 def _load_map(path: Path, atlas: Atlas, warned: set) -> torch.Tensor:
@@ -153,6 +62,11 @@ def _load_map(path: Path, atlas: Atlas, warned: set) -> torch.Tensor:
         # mwp values are densities (tissue fraction x Jacobian): they resample as values and
         # volumes follow from the atlas grid's voxel volume.
         data = resample(data, vol.grid, atlas.grid, mode="bilinear")
+    return check_values(data, path)
+
+
+def check_values(data: torch.Tensor, path: Path) -> torch.Tensor:
+    """Reject maps with clearly negative voxels (naming the file); clip interpolation overshoot."""
     low = float(data.min())
     if low < 0:
         if low < -NEGATIVE_TOLERANCE:
@@ -206,10 +120,40 @@ def _resolve_covariates(subjects: list[SubjectMaps], covariates, id_column: str,
     return chosen, used
 
 
+def template_volumes(subjects: Sequence[SubjectMaps], tissues: Sequence[str], atl: Atlas, *,
+                     device: torch.device, batch_size: int = 16, progress: bool = True
+                     ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """(N, T, R) regional and (N, T) total mL of the modulated maps, batch by batch, + timings."""
+    index = region_index(atl.labels, atl.region_ids, device=device)
+    n, r, t = len(subjects), index.n_regions, len(tissues)
+    regional = np.zeros((n, t, r))
+    total = np.zeros((n, t))
+    warned: set = set()
+    t_read = t_compute = 0.0
+    with ProgressStages(enabled=progress) as stages, ThreadPoolExecutor(max_workers=2) as pool:
+        tick = stages.callback("ROI volumes")
+        for start in range(0, n, batch_size):
+            batch = subjects[start:start + batch_size]
+            tr = time.perf_counter()
+            files = [s.maps[ti] for s in batch for ti in tissues]
+            maps = list(pool.map(lambda p: _load_map(p, atl, warned), files))
+            block = torch.stack(maps).reshape(len(batch), t, *atl.grid.shape).to(device)
+            tc = time.perf_counter()
+            vols = region_volumes(block, index, voxel_volume_ml=atl.grid.voxel_volume_ml)
+            regional[start:start + len(batch)] = vols.regional.cpu().numpy()
+            total[start:start + len(batch)] = vols.total.cpu().numpy()
+            t_read += tc - tr
+            t_compute += time.perf_counter() - tc
+            if tick is not None:
+                tick(start + len(batch), n)
+    return regional, total, {"read": round(t_read, 3), "volumes": round(t_compute, 3)}
+
+
 def run_roi(images: Sequence[str | os.PathLike], *, out: str | os.PathLike, atlas: str = "lpba40",
             covariates: str | os.PathLike | pd.DataFrame | None = None, id_column: str = "participant_id",
             formula: str | None = None, contrasts: Mapping[str, object] | None = None,
-            standardize: bool = True, missing: str = "error", native: bool = False, name: str | None = None,
+            standardize: bool = True, missing: str = "error", native: bool = False,
+            tissues: Sequence[str] | None = None, name: str | None = None,
             device: str = "auto", batch_size: int = 16, progress: bool = True) -> dict:
     """Measure every subject's GM/WM(/CSF) volume in every atlas region and write the tables.
 
@@ -226,7 +170,12 @@ def run_roi(images: Sequence[str | os.PathLike], *, out: str | os.PathLike, atla
         As for ``vbmkit glm``: the ROI statistics fit the same design and contrasts to every
         region's volume (FDR across regions per contrast and tissue).
     native : bool
-        Native-space volumes (CAT12's way) are not available: see ``docs/roi.md``.
+        Measure in each subject's native space as CAT12 does (atlas carried into the subject
+        through the inverse of the ``y_`` deformation, native ``p1``/``p2``/``p3`` summed per
+        label) instead of summing the template-space modulated maps; needs ``p1<name>`` and
+        ``y_<name>`` beside each ``mwp1<name>`` (see :mod:`vbmkit.workflows.roi_native`).
+    tissues : sequence of {"gm", "wm", "csf"}, optional
+        Measure only these (of those every subject has maps for); default all available.
     name : str, optional
         Prefix of the CAT12 group exports (default: the name of ``out``).
     device : str
@@ -241,12 +190,6 @@ def run_roi(images: Sequence[str | os.PathLike], *, out: str | os.PathLike, atla
     """
     t0 = time.perf_counter()
     out = Path(out)
-    if native:
-        raise ConfigError("native: native-space ROI volumes need the atlas warped into each subject's "
-                          "space (CAT12 uses the inverse deformation iy_); vbmkit preprocess writes only "
-                          "the forward deformation y_, so native mode is not available. The default "
-                          "template-space volumes of Jacobian-modulated maps are native-equivalent mL "
-                          "(see docs/roi.md)")
     if (formula is None) != (not contrasts) or (formula is not None and covariates is None):
         raise ConfigError("ROI statistics: expected --covariates, --formula and at least one --contrast "
                           "together (or none of them)")
@@ -254,7 +197,15 @@ def run_roi(images: Sequence[str | os.PathLike], *, out: str | os.PathLike, atla
         raise ConfigError(f"batch_size: expected a positive integer; got {batch_size}")
     dev = resolve_device(device)
     subjects = find_subject_maps(images)
-    tissues = _tissues(subjects)
+    available = common_tissues(subjects)
+    if tissues is not None:
+        unknown = sorted(set(tissues) - set(TISSUE_KINDS))
+        if unknown:
+            raise ConfigError(f"tissues: expected some of {list(TISSUE_KINDS)}; got {unknown}")
+        available = [t for t in available if t in tissues]
+        if "gm" not in available:
+            raise ConfigError(f"tissues: expected 'gm' among them (the first column of every table); got {list(tissues)}")
+    tissues = available
     design = contrast_list = None
     if covariates is not None:
         from vbmkit.workflows.design import build_design, parse_contrasts
@@ -267,8 +218,8 @@ def run_roi(images: Sequence[str | os.PathLike], *, out: str | os.PathLike, atla
                 subjects = [s for s in subjects if s.name in keep]
             contrast_list = parse_contrasts(dict(contrasts), design)
     atl = load_atlas(atlas)
-    settings = {"atlas": atlas, "tissues": tissues, "formula": formula, "contrasts": dict(contrasts or {}),
-                "standardize": standardize, "id_column": id_column, "missing": missing,
+    settings = {"atlas": atlas, "native": native, "tissues": tissues, "formula": formula,
+                "contrasts": dict(contrasts or {}), "standardize": standardize, "id_column": id_column, "missing": missing,
                 "covariates": str(covariates) if not isinstance(covariates, pd.DataFrame) else "table"}
     fingerprint = _fingerprint(subjects, settings)
     summary_path = out / "roi_summary.json"
@@ -280,29 +231,14 @@ def run_roi(images: Sequence[str | os.PathLike], *, out: str | os.PathLike, atla
         except (OSError, ValueError):
             pass
 
-    index = region_index(atl.labels, atl.region_ids, device=dev)
-    n, r, t = len(subjects), index.n_regions, len(tissues)
-    regional = np.zeros((n, t, r))
-    total = np.zeros((n, t))
-    warned: set = set()
-    t_read = t_compute = 0.0
-    with ProgressStages(enabled=progress) as stages, ThreadPoolExecutor(max_workers=2) as pool:
-        tick = stages.callback("ROI volumes")
-        for start in range(0, n, batch_size):
-            batch = subjects[start:start + batch_size]
-            tr = time.perf_counter()
-            files = [s.maps[ti] for s in batch for ti in tissues]
-            maps = list(pool.map(lambda p: _load_map(p, atl, warned), files))
-            block = torch.stack(maps).reshape(len(batch), t, *atl.grid.shape).to(dev)
-            tc = time.perf_counter()
-            vols = region_volumes(block, index, voxel_volume_ml=atl.grid.voxel_volume_ml)
-            regional[start:start + len(batch)] = vols.regional.cpu().numpy()
-            total[start:start + len(batch)] = vols.total.cpu().numpy()
-            t_read += tc - tr
-            t_compute += time.perf_counter() - tc
-            if tick is not None:
-                tick(start + len(batch), n)
-    tivs = [subject_tiv_ml(s.maps["gm"], image_stem(s.maps["gm"])[len("mwp1"):]) for s in subjects]
+    if native:
+        from vbmkit.workflows.roi_native import native_volumes
+
+        regional, total, timing = native_volumes(subjects, tissues, atl, device=dev, progress=progress)
+    else:
+        regional, total, timing = template_volumes(subjects, tissues, atl, device=dev, batch_size=batch_size,
+                                                   progress=progress)
+    tivs = [subject_tiv_ml(s.maps["gm"], (split_kind(s.maps["gm"]) or ("", ""))[1]) for s in subjects]
     tables = volume_tables(subjects, tissues, atl, regional, total, tivs)
     stats = None
     if design is not None:
@@ -318,13 +254,15 @@ def run_roi(images: Sequence[str | os.PathLike], *, out: str | os.PathLike, atla
         exports.append(path.name)
     if stats is not None:
         _write_csv(out / "roi_stats.csv", stats)
+    r = regional.shape[-1]
     coverage = (regional[:, 0].sum(-1) / np.maximum(total[:, 0], 1e-12))
-    summary = {"atlas": atl.name, "regions": r, "subjects": n, "tissues": tissues, "device": str(dev),
+    summary = {"atlas": atl.name, "regions": r, "subjects": len(subjects), "tissues": tissues,
+               "device": str(dev),
                "gm_fraction_in_atlas": {"median": float(np.median(coverage)), "min": float(coverage.min()),
                                         "max": float(coverage.max())},
                "files": ["roi_long.csv", "roi_wide.csv", *exports] + (["roi_stats.csv"] if stats is not None else []),
-               "seconds": {"read": round(t_read, 3), "volumes": round(t_compute, 3),
-                           "total": round(time.perf_counter() - t0, 3)},
+               "space": "native" if native else "template",
+               "seconds": {**timing, "total": round(time.perf_counter() - t0, 3)},
                "fingerprint": fingerprint, "settings": settings}
     write_json(summary_path, summary)
     return summary

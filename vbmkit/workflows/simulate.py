@@ -73,7 +73,7 @@ def _native_affine(shape: Sequence[int], vox: float, centre_mm: np.ndarray) -> n
 def simulate_cohort(out: str | os.PathLike, *, n: int, seed: int = 0,
                     parameters: CohortParameters | None = None,
                     age_regions: Sequence[str] = AGE_REGIONS, group_regions: Sequence[str] = GROUP_REGIONS,
-                    images: bool = True, progress: Callable[[str], None] | None = None) -> dict:
+                    images: bool = True, compress: bool = True, progress: Callable[[str], None] | None = None) -> dict:
     """Simulate ``n`` subjects into ``out`` (see the module docstring for the layout).
 
     Parameters
@@ -91,6 +91,9 @@ def simulate_cohort(out: str | os.PathLike, *, n: int, seed: int = 0,
     images : bool
         Also make the T1 images (``sub-XX/anat``) and native truth ``p0``; without them only
         ``truth/`` and ``participants.tsv`` are written (fast: for statistics-only demos).
+    compress : bool
+        Write ``truth/`` maps as ``.nii.gz`` (small) or ``.nii`` (about 7 MB each, but written
+        several times faster; the demo uses it).
     progress : callable, optional
         Called with each subject ID once it is written or found complete.
 
@@ -135,7 +138,8 @@ def simulate_cohort(out: str | os.PathLike, *, n: int, seed: int = 0,
         mri = truth / name / "mri"
         t1_path = out / sid / "anat" / f"{name}.nii.gz"
         vol_path = mri / f".volumes_{name}.json"
-        paths = [mri / f"mwp1{name}.nii.gz", mri / f"mwp2{name}.nii.gz", mri / f"s6mwp1{name}.nii.gz", vol_path]
+        ext = ".nii.gz" if compress else ".nii"
+        paths = [mri / f"mwp1{name}{ext}", mri / f"mwp2{name}{ext}", mri / f"s6mwp1{name}{ext}", vol_path]
         if images:
             paths += [t1_path, mri / f"p0{name}.nii.gz"]
         if all(p.is_file() for p in paths):
@@ -150,10 +154,10 @@ def simulate_cohort(out: str | os.PathLike, *, n: int, seed: int = 0,
                 p0 = subj.tissue[2] * 1 + subj.tissue[0] * 2 + subj.tissue[1] * 3
                 save_volume(mri / f"p0{name}.nii.gz", p0, aff, description="vbmkit simulate: true p0")
             for k, label in ((0, "mwp1"), (1, "mwp2")):
-                save_volume(mri / f"{label}{name}.nii.gz", subj.modulated[k], grid.affine,
+                save_volume(mri / f"{label}{name}{ext}", subj.modulated[k], grid.affine,
                             orientation_of=stored, description=f"vbmkit simulate: true {label}")
             smoothed = smooth_fwhm(subj.modulated[0][None, None], SMOOTH_FWHM_MM, tuple(grid.voxel_size))[0, 0]
-            save_volume(mri / f"s6mwp1{name}.nii.gz", smoothed, grid.affine, orientation_of=stored,
+            save_volume(mri / f"s6mwp1{name}{ext}", smoothed, grid.affine, orientation_of=stored,
                         description="vbmkit simulate: true s6mwp1")
             write_json(vol_path, subj.volumes_ml)  # last: marks the subject complete
             volumes.append({"name": name, **subj.volumes_ml})

@@ -165,11 +165,11 @@ def preprocess_subject(t1: T1Input, out: Path, settings: PreprocessConfig, *,
         native_maps = steps.to_native(seg, native.grid, aff.matrix)
         volumes = steps.native_volumes(native_maps, native.grid)
         steps.write_native(paths, native_maps, native.grid, native.stored_affine)
-        del native_maps
     with clock.step("nonlinear"):
         reg = steps.register_to_shooting_template(seg, device=device)
     with clock.step("modulate"):
-        warped = steps.warp_and_modulate(reg, aff.matrix)
+        warped = steps.warp_and_modulate(reg, aff.matrix, native_maps[1:3], native.grid)
+        del native_maps
     with clock.step("smooth"):
         smoothed = steps.smooth_maps(warped.mwp, settings.fwhm)
     with clock.step("write"):

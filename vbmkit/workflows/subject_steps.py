@@ -218,33 +218,31 @@ def _to_output_grid(probs: torch.Tensor, source: Grid, target: Grid) -> torch.Te
     return resample(probs[None].float(), source, target)[0]
 
 
-def warp_and_modulate(reg: RegistrationStep, matrix: np.ndarray) -> WarpedStep:
-    """mwp1/mwp2 = warped GM/WM x Jacobian determinant of the full (affine x nonlinear) map,
-    and the registration's quality figures (warp MSE, elasticity, Jacobian range, folds)."""
+def warp_and_modulate(reg: RegistrationStep, matrix: np.ndarray, native_tissue: torch.Tensor,
+                      native_grid: Grid) -> WarpedStep:
+    """mwp1/mwp2 pulled from the native p1/p2 through the full (affine x nonlinear) map and
+    multiplied by its Jacobian determinant, and the registration's quality figures (warp MSE
+    of the unmodulated maps, linear elasticity, nonlinear Jacobian range, folded voxels)."""
     from vbmkit.preprocess import metrics
-    from vbmkit.preprocess.jacobian import jacobian_determinant
-    from vbmkit.preprocess.modulate import modulate
-    from vbmkit.preprocess.warp import deformation_to_displacement, warp
+    from vbmkit.preprocess.jacobian import affine_jacobian_determinant
+    from vbmkit.preprocess.modulate import modulate_native
+    from vbmkit.preprocess.warp import deformation_to_displacement
 
-    res = reg.result
-    phi = res.deformation.detach()
-    warped = warp(reg.moving.to(phi.device)[None], phi)[0]
-    jac = jacobian_determinant(phi)
-    affine_det = float(abs(np.linalg.det(np.asarray(matrix)[:3, :3])))
-    mwp = modulate(warped, jac, affine_det=affine_det)
-    fold = metrics.folding(jac)
+    phi = reg.result.deformation.detach()
+    tissue = modulate_native(native_tissue.to(phi.device), native_grid, reg.grid, matrix, phi, method="pull")
+    affine_det = affine_jacobian_determinant(matrix)
+    fold = metrics.folding(tissue.jacobian / affine_det)  # the nonlinear part's determinant
     quality = {
-        "warp_mse": float(metrics.warp_mse(warped, reg.template.to(warped.device))),
+        "warp_mse": float(metrics.warp_mse(tissue.warped, reg.template.to(phi.device))),
         "linear_elasticity": float(metrics.linear_elasticity(deformation_to_displacement(phi)[0])),
         "jacobian_min": float(fold["min"]),
         "jacobian_max": float(fold["max"]),
         "folded_voxels": int(fold["n_folded"]),
         "affine_determinant": affine_det,
     }
-    vox_ml = reg.grid.voxel_volume_ml
-    sums = mwp.detach().double().sum(dim=(1, 2, 3)).cpu() * vox_ml
-    return WarpedStep(mwp=mwp.detach().float().cpu(), quality=quality,
-                      mwp_volumes_ml={"gm": float(sums[0]), "wm": float(sums[1])})
+    mwp = tissue.modulated.detach().float().cpu()
+    sums = mwp.double().sum(dim=(1, 2, 3)) * reg.grid.voxel_volume_ml
+    return WarpedStep(mwp=mwp, quality=quality, mwp_volumes_ml={"gm": float(sums[0]), "wm": float(sums[1])})
 
 
 def smooth_maps(mwp: torch.Tensor, fwhms: list[float]) -> dict[float, torch.Tensor]:

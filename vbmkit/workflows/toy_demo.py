@@ -77,10 +77,13 @@ def run_demo(out: str | Path, *, n_subjects: int = 60, subsamples: int = 100, pe
     # The cohort is generated in RAS voxel order; LAS storage flips the first axis.
     ras_affine = stored @ np.array([[-1, 0, 0, shape[0] - 1], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
     ids = [f"sub-{i + 1:02d}" for i in range(n_subjects)]
+    wanted = {f"s6mwp1{ident}.nii.gz" for ident in ids}
+    for stale in sorted((out / "maps").glob("s6mwp1sub-*.nii.gz")):
+        if stale.name not in wanted:  # left by an earlier demo with more subjects
+            stale.unlink()
     for ident, volume in zip(ids, cohort.maps, strict=True):
-        path = out / "maps" / f"s6mwp1{ident}.nii.gz"
-        if not path.is_file():
-            save_volume(path, volume, ras_affine, orientation_of=stored)
+        # always rewritten: another --seed gives other maps under the same names
+        save_volume(out / "maps" / f"s6mwp1{ident}.nii.gz", volume, ras_affine, orientation_of=stored)
     table = pd.DataFrame({"participant_id": ids, "age": np.round(cohort.age.numpy(), 1), "sex": cohort.sex,
                           "TIV": np.round(cohort.tiv.numpy(), 1)})
     write_text(out / "participants.tsv", table.to_csv(sep="\t", index=False))
