@@ -7,8 +7,8 @@ folders use CAT12's naming (``<name>/mri/p0<name>.nii.gz`` ...), so the second o
 ``--cat12``. The design: ``age + C(gender)``, contrasts ``age`` and ``neg_age``, 100 subsamples of
 80 %, seed 0 (the paper's scheme). ROI volumes are measured on both sides with ``vbmkit roi``.
 
-Resumable: finished subjects are skipped (preprocess), finished GLMs are reused (same inputs and
-settings). Defaults reuse the first run of ``benchmarks/preprocess_realdata.py``::
+Resumable: subjects are preprocessed one by one with both settings, finished ones are skipped, and
+``--compare-only`` compares the subjects finished on both sides so far (the GLM needs >= 7). Defaults reuse the first run of ``benchmarks/preprocess_realdata.py``::
 
     nohup .venv/bin/python benchmarks/compare_realdata.py > compare_realdata.log 2>&1 &
 
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--subsamples", type=int, default=100)
     ap.add_argument("--compare-only", action="store_true", help="skip preprocessing; compare what exists")
+    ap.add_argument("--formula", default="age + C(gender)", help="model of the per-contrast comparison")
     args = ap.parse_args(argv)
 
     from vbmkit.config import PreprocessConfig
@@ -60,16 +61,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(inputs)} subjects; load average {os.getloadavg()}", flush=True)
     settings = {args.ours: PreprocessConfig(), args.second: PreprocessConfig(segmentation_resolution_mm=1.5)}
     if not args.compare_only:
-        for out, cfg in settings.items():
-            t0 = time.perf_counter()
-            summary = run_preprocess([t.path for t in inputs], out, cfg, device=args.device,
-                                     progress=lambda m: print(m, flush=True))
-            print(f"{out}: done {len(summary.done)}, skipped {len(summary.skipped)}, failed {len(summary.failed)} "
-                  f"in {time.perf_counter() - t0:.0f} s; load average {os.getloadavg()}", flush=True)
+        # subject by subject, both settings: a partial run still gives matched pairs to compare
+        for t1 in inputs:
+            for out, cfg in settings.items():
+                t0 = time.perf_counter()
+                summary = run_preprocess([t1.path], out, cfg, device=args.device, progress=False)
+                state = "done" if summary.done else "skipped" if summary.skipped else f"FAILED {summary.failed}"
+                print(f"{t1.name} -> {out}: {state} in {time.perf_counter() - t0:.0f} s; "
+                      f"load average {os.getloadavg()}", flush=True)
 
     t0 = time.perf_counter()
     m = run_compare(args.ours, cat12=args.second, out=args.out, covariates=args.data / "participants.tsv",
-                    id_column="participant_id", formula="age + C(gender)",
+                    id_column="participant_id", formula=args.formula,
                     contrasts={"age": "age", "neg_age": "-age"}, subsamples=args.subsamples, fraction=0.8,
                     seed=0, device=args.device)
     print(f"\ncompare: {time.perf_counter() - t0:.0f} s; load average {os.getloadavg()}")

@@ -32,7 +32,7 @@ LEVELS = {
     "bias": (0.2, 0.4),  # log-amplitude of a smooth multiplicative field (x0.82..1.22, x0.67..1.49)
     "blur": (2.0, 3.0),  # Gaussian FWHM in mm
     "ghosting": (0.15, 0.3),  # fraction of odd phase-encoding lines' signal lost (ghost at N/2)
-    "motion": (2.0, 4.0),  # rotation in degrees and translation in mm of the moved k-space segments
+    "motion": (2.5, 5.0),  # rotation in degrees and translation in mm of the moved k-space segments
     "gibbs": (0.5, 0.3),  # fraction of k-space kept along the slice axis (truncation ringing)
 }
 
@@ -75,7 +75,7 @@ def motion(x, level, vox, axis=1):
     centre = (np.asarray(x.shape) - 1) / 2
     k = fft.fftshift(fft.fftn(x, workers=2))
     n = x.shape[axis]
-    blocks = [(0, int(0.35 * n)), (int(0.65 * n), n)]  # the outer lines; the centre stays still
+    blocks = [(0, int(0.4 * n)), (int(0.6 * n), n)]  # the outer lines; the central 20 % stay still
     for b, sign in zip(blocks, (1, -1), strict=True):
         rot = Rotation.from_euler("xyz", [sign * level, 0.5 * level, -0.5 * sign * level], degrees=True).as_matrix()
         # voxel-space rotation about the centre plus a translation of `level` mm along x

@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from vbmkit.io.templates import load_shooting_template
 from vbmkit.preprocess.segment import segment
@@ -69,18 +71,110 @@ def run_phantoms(seeds: list[int], device: str) -> None:
               "(targets 0.92 / 0.94 / 0.85)")
 
 
+SEGREF = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "segref"
+
+#: FreeSurfer aseg / aparc.a2009s+aseg labels -> CAT12 tissue code (1 CSF, 2 GM, 3 WM).
+FS_GM = [3, 42, 8, 47, 11, 50, 12, 51, 17, 53, 18, 54, 26, 58]  # cortex, cerebellar cortex, caudate,
+# putamen, hippocampus, amygdala, accumbens (+ aparc cortical labels 11100..12175)
+FS_WM = [2, 41, 7, 46, 16, 77, 85, 251, 252, 253, 254, 255]  # cerebral/cerebellar WM, brainstem,
+# WM hypointensities, optic chiasm, corpus callosum
+FS_CSF = [4, 43, 5, 44, 14, 15, 24]  # lateral/inferior lateral/3rd/4th ventricles, CSF
+#: deep grey structures with WM-like T1 intensity (a GM/WM mix); excluded from the main
+#: comparison, counted as GM in the "all deep GM" variant
+FS_AMBIGUOUS = [10, 49, 13, 52, 28, 60]  # thalamus, pallidum, ventral DC
+
+
+def fs_tissue(aseg: np.ndarray, *, ambiguous_as_gm: bool) -> np.ndarray:
+    """CAT12 tissue codes from a FreeSurfer label map; 0 = not compared."""
+    out = np.zeros(aseg.shape, np.int64)
+    out[np.isin(aseg, FS_GM) | ((aseg >= 11100) & (aseg <= 12175)) | ((aseg >= 1000) & (aseg < 3000))] = 2
+    out[np.isin(aseg, FS_WM)] = 3
+    out[np.isin(aseg, FS_CSF)] = 1
+    if ambiguous_as_gm:
+        out[np.isin(aseg, FS_AMBIGUOUS)] = 2
+    return out
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    lab, n = ndimage.label(mask)
+    if n <= 1:
+        return mask
+    sizes = ndimage.sum(mask, lab, range(1, n + 1))
+    return lab == (1 + int(np.argmax(sizes)))
+
+
+def template_priors(vol, mask: np.ndarray, device: str) -> tuple[torch.Tensor, float]:
+    """Template_4_GS GM, WM, rest on the native grid of ``vol`` through an affine registration
+    (vbmkit.preprocess.affine.register_affine to Template_05mm_bet). Returns priors, seconds."""
+    from vbmkit.io.templates import load_t1_template
+    from vbmkit.preprocess.affine import register_affine
+
+    t0 = time.perf_counter()
+    t1 = load_t1_template()
+    m = torch.from_numpy(mask.astype(np.float32))
+    res = register_affine(vol.data * m, vol.grid, t1.data[0], t1.grid, moving_mask=m, device=device)
+    shoot = load_shooting_template()
+    pri = resample(shoot.data[None], shoot.grid, vol.grid, target_to_source_mm=np.linalg.inv(res.matrix))[0]
+    return pri, time.perf_counter() - t0
+
+
+def compare(name: str, ours: np.ndarray, ref: np.ndarray) -> list[float]:
+    sel = ref > 0
+    d = [dice((ours == c) & sel, (ref == c) & sel) for c in (2, 3, 1)]
+    print(f"{name}: Dice GM {d[0]:.4f} WM {d[1]:.4f} CSF {d[2]:.4f}  (over {int(sel.sum())} reference voxels)",
+          flush=True)
+    return d
+
+
+def run_real(device: str, variants: list[str]) -> None:
+    from vbmkit.io.nifti import load_volume
+
+    # FSL FAST on nii2mesh_bet_T1
+    t1 = load_volume(SEGREF / "nii2mesh_bet_T1.nii.gz")
+    gm = load_volume(SEGREF / "nii2mesh_fast_pve1_GM.nii.gz").data.numpy()
+    wm = load_volume(SEGREF / "nii2mesh_fast_pve2_WM.nii.gz").data.numpy()
+    mask = largest_component(t1.data.numpy() > 0)
+    csf = np.clip(1.0 - gm - wm, 0.0, 1.0)
+    ref = (np.array([2, 3, 1])[np.argmax(np.stack([gm, wm, csf]), 0)]) * mask
+    fs = load_volume(SEGREF / "niivue_fs_norm.mgz")
+    aseg = load_volume(SEGREF / "niivue_fs_aparc.a2009s+aseg.mgz").data.numpy().round().astype(np.int64)
+    fs_mask = largest_component(fs.data.numpy() > 0)
+    for variant in variants:
+        for label, vol, bmask in (("FAST", t1, mask), ("FreeSurfer", fs, fs_mask)):
+            pri, dt_aff = (None, 0.0) if variant == "no priors" else template_priors(vol, bmask, device)
+            t0 = time.perf_counter()
+            seg = segment(vol.data, torch.from_numpy(bmask), priors=pri,
+                          voxel_size_mm=tuple(vol.grid.voxel_size.tolist()), device=device)
+            dt = time.perf_counter() - t0
+            ours = hard_labels(seg.probs, torch.from_numpy(bmask))
+            tag = f"vs {label:10s} ({variant}; segment {dt:.1f} s, affine {dt_aff:.1f} s, load {os.getloadavg()[0]:.1f})"
+            if label == "FAST":
+                d = compare(f"REAL {tag}", ours, ref)
+                print(f"  targets GM >= 0.90 ({d[0] - 0.90:+.4f}), WM >= 0.93 ({d[1] - 0.93:+.4f})")
+            else:
+                d = compare(f"REAL {tag} thalamus/pallidum/ventral DC excluded", ours, fs_tissue(aseg, ambiguous_as_gm=False))
+                print(f"  targets GM >= 0.85 ({d[0] - 0.85:+.4f}), WM >= 0.88 ({d[1] - 0.88:+.4f})")
+                compare(f"REAL {tag} all deep GM as GM", ours, fs_tissue(aseg, ambiguous_as_gm=True))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--skip-phantoms", action="store_true")
     ap.add_argument("--skip-real", action="store_true")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--real-variants", default="no priors,priors", help="comma list of 'no priors', 'priors'")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, load {os.getloadavg()}")
     if not args.skip_phantoms:
         run_phantoms(list(range(args.seeds)), args.device)
+    if not args.skip_real:
+        if SEGREF.is_dir():
+            run_real(args.device, args.real_variants.split(","))
+        else:
+            print(f"real data: {SEGREF} is absent; skipped")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ inputs:
   covariates: cohort/participants.tsv
 preprocess:
   fwhm: [6]
+  segmentation_resolution_mm: 2.0   # coarse: this checks resumption, not accuracy (CPU time)
 qc:
   sd_threshold: 2.0
 glm:

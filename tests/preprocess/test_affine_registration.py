@@ -22,14 +22,16 @@ def _rotation(deg_xyz):
 
 
 def _phantom(mm: np.ndarray) -> np.ndarray:
-    """Ellipsoidal 'brain' (65 x 80 x 55 mm semi-axes) with asymmetric inner blobs, smooth edges."""
+    """Skull-stripped 'brain': ellipsoid (65 x 80 x 55 mm semi-axes, intensity 0.6) holding a
+    bright 'white matter' core, two dark 'ventricles' and asymmetric blobs; smooth edges."""
     def ell(c, r):
-        d = np.sqrt((((mm - c) / r) ** 2).sum(-1))
-        return 1.0 / (1.0 + np.exp((d - 1.0) / 0.06))
+        d = np.sqrt((((mm - c) / np.asarray(r, dtype=float)) ** 2).sum(-1))
+        return 1.0 / (1.0 + np.exp((d - 1.0) / 0.05))
     brain = ell([0, 0, 0], [65, 80, 55])
-    inner = 0.5 * ell([20, 15, 5], [18, 25, 15]) + 0.4 * ell([-25, -30, -10], [12, 15, 20]) \
-        - 0.4 * ell([0, 35, 20], [10, 10, 10])
-    return np.clip(0.5 * brain + inner * brain, 0, None)
+    img = 0.6 * brain + 0.4 * ell([0, -5, 5], [45, 58, 35])
+    img = img - 0.6 * ell([-10, 5, 10], [6, 22, 9]) - 0.6 * ell([12, 0, 10], [6, 18, 9])
+    img = img + 0.3 * ell([35, 40, -20], [12, 15, 10]) - 0.3 * ell([-40, -45, 15], [10, 12, 14])
+    return np.where(brain > 0.5, np.clip(img, 0, None), 0.0)  # zero outside the brain
 
 
 def _sample(grid: Grid, to_phantom_mm: np.ndarray | None = None) -> torch.Tensor:
@@ -44,9 +46,9 @@ FIXED = Grid((46, 52, 40), np.array([[4.0, 0, 0, -92], [0, 4.0, 0, -104], [0, 0,
 MOVING = Grid((60, 52, 44), np.array([[-3.0, 0, 0, 95], [0, 3.5, 0, -95], [0, 0, 3.0, -70], [0, 0, 0, 1]]))
 
 
-def _mean_error_mm(found: np.ndarray, true: np.ndarray, fixed: torch.Tensor) -> float:
+def _mean_error_mm(found: np.ndarray, true: np.ndarray, fixed: torch.Tensor, grid: Grid | None = None) -> float:
     ijk = np.argwhere(fixed.numpy() > 0.25)
-    mm = FIXED.voxel_to_world(ijk)
+    mm = (grid if grid is not None else FIXED).voxel_to_world(ijk)
     diff = mm @ (found - true)[:3, :3].T + (found - true)[:3, 3]
     return float(np.linalg.norm(diff, axis=1).mean())
 

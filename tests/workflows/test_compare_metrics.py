@@ -153,3 +153,13 @@ def test_compare_config_needs_exactly_one_reference():
         CompareConfig(cat12="/a", spm="/b")
     with pytest.raises(ValidationError, match="got neither"):
         CompareConfig()
+
+
+def test_unfittable_design_is_reported_not_fatal(tmp_path):
+    study = make_study(tmp_path, n=3)
+    m = run_compare(study["ours"], cat12=study["cat12"], out=tmp_path / "out", covariates=study["covariates"],
+                    id_column="participant_id", formula="age + C(sex)", contrasts={"age": "age"}, subsamples=10,
+                    report=False, device="cpu")
+    assert m["contrasts"]["age"]["r_median_t"] is None
+    assert any("the design cannot be fitted to the 3 vbmkit maps" in msg for msg in m["missing"])
+    assert m["subjects"]["sub-01_T1w"]["dice_gm"] is not None

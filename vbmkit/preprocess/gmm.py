@@ -62,6 +62,22 @@ def class_loglik(y: torch.Tensor, mu: torch.Tensor, var: torch.Tensor, *, n_mix:
     return out
 
 
+def class_loglik_table(y: torch.Tensor, mu: torch.Tensor, var: torch.Tensor, *, n_mix: int = 7,
+                       n_nodes: int = 4096) -> torch.Tensor:
+    """:func:`class_loglik` looked up (nearest node) in a table over the intensity range.
+
+    The likelihood depends on the voxel only through its intensity, so evaluating it on
+    ``n_nodes`` intensities and interpolating costs two gathers per voxel instead of
+    ``2 n_mix + 3`` Gaussians; at 4096 nodes over [0, max y] the error is far below the
+    class separation. Returns (5, N) like :func:`class_loglik`.
+    """
+    hi = float(y.max()) * 1.0001 + 1e-6
+    nodes = torch.linspace(0.0, hi, n_nodes, device=y.device, dtype=y.dtype)
+    table = class_loglik(nodes, mu, var, n_mix=n_mix)
+    idx = (y.clamp(0.0, hi) * ((n_nodes - 1) / hi)).round().long()  # nearest node
+    return table[:, idx]
+
+
 def update_parameters(y: torch.Tensor, post: torch.Tensor, *, min_var: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """M-step: pure-class means/variances from pure posteriors; mixing weights from all.
 

@@ -12,13 +12,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
 from vbmkit.errors import ImageError
 from vbmkit.preprocess.bias import bias_residual, normalized_smooth
-from vbmkit.preprocess.gmm import CLASS_LABELS, PURE, class_loglik, kmeans_init, update_parameters
+from vbmkit.preprocess.gmm import (
+    CLASS_LABELS,
+    PURE,
+    class_loglik_table,
+    kmeans_init,
+    update_parameters,
+)
 from vbmkit.preprocess.mrf import compatibility, mrf_energy
 
 N_ITER = 25
+N_FINE = 5  # of the n_iter EM iterations, those on the full-resolution grid
 MRF_STRENGTH = 2.0
 BIAS_FWHM_MM = 40.0
 PRIOR_WEIGHT = 0.5
@@ -72,9 +80,9 @@ def _bbox(mask: torch.Tensor, margin: int = 1) -> tuple[slice, slice, slice]:
     return tuple(out)
 
 
-def _class_priors(priors: torch.Tensor, mask: torch.Tensor, weight: float) -> torch.Tensor:
+def _class_priors(priors: torch.Tensor, weight: float) -> torch.Tensor:
     """(5, N) log prior of CSF, CSF/GM, GM, GM/WM, WM from (3, N) GM, WM, CSF priors."""
-    p = priors[:, mask].clamp_min(0)
+    p = priors.clamp_min(0)
     p = p / p.sum(0, keepdim=True).clamp_min(1e-6)
     p = p.clamp_min(_PRIOR_FLOOR)
     csf, gm, wm = p[2], p[0], p[1]
@@ -144,81 +152,116 @@ def segment(
     dev = torch.device(device)
     full_shape = tuple(image.shape)
     box = _bbox(brain_mask.bool())
+    mask_vol = brain_mask[box].to(dev).bool()
+    crop_shape = tuple(mask_vol.shape)
     img = image[box].to(dev, torch.float32)
-    mask = brain_mask[box].to(dev).bool()
-    y_raw = img[mask]
-    if float(y_raw.max()) <= 0:
+    y_in = img[mask_vol]
+    if float(y_in.max()) <= 0:
         raise ImageError("segment: image must have positive intensities inside brain_mask; the maximum there is "
-                         f"{float(y_raw.max()):g}")
-    scale = float(torch.quantile(y_raw[torch.randperm(y_raw.numel(), device=dev)[:1_000_000]], 0.99))
-    y = (y_raw / scale).clamp_min(1e-3)
-    log_y = torch.log(y)
-    log_pri = None if priors is None else _class_priors(priors[(slice(None), *box)].to(dev, torch.float32), mask, prior_weight)
+                         f"{float(y_in.max()):g}")
+    sub = y_in[torch.randperm(y_in.numel(), device=dev)[:1_000_000]]
+    scale = float(torch.quantile(sub, 0.99))
+    img = (img / scale).clamp(1e-3, 4.0)
+    pri = None if priors is None else priors[(slice(None), *box)].to(dev, torch.float32)
+    vox = tuple(float(v) for v in voxel_size_mm)
 
-    mu, var = kmeans_init(y)
-    min_var = float(1e-4 * mu[2] ** 2)
-    weights = torch.full((5,), 0.2, device=dev)
-    log_bias = torch.zeros_like(y)
-    comp = compatibility(5, device=dev)
-    q_vol = None
+    mu, var = kmeans_init(img[mask_vol])
+    state = _State(mu=mu, var=var, weights=torch.full((5,), 0.2, device=dev),
+                   log_bias=torch.zeros(crop_shape, device=dev), post=None)
     history: list[float] = []
-    converged = False
-    it = 0
-    for it in range(1, n_iter + 1):
-        yc = y * torch.exp(-log_bias)
-        ll = class_loglik(yc, mu, var)
-        logp = ll + torch.log(weights.clamp_min(1e-6))[:, None]
-        if log_pri is not None:
-            logp = logp + log_pri
-        if q_vol is not None and mrf_strength > 0:
-            logp = logp + mrf_energy(q_vol, mask, voxel_size_mm, mrf_strength, comp)[:, mask]
-        lse = torch.logsumexp(logp, dim=0)
-        post = torch.exp(logp - lse)
-        history.append(float(lse.mean()))
-        q_vol = torch.zeros((5, *mask.shape), device=dev)
-        q_vol[:, mask] = post
-        mu, var, weights = update_parameters(yc, post, min_var=min_var)
-        if bias_fwhm_mm > 0 and it >= 2:
-            resid, w = bias_residual(log_y, log_bias, post, mu, var, PURE)
-            vol_r = torch.zeros(mask.shape, device=dev)
-            vol_w = torch.zeros(mask.shape, device=dev)
-            vol_r[mask], vol_w[mask] = resid, w
-            step = normalized_smooth(vol_r, vol_w, bias_fwhm_mm, voxel_size_mm)[mask]
-            log_bias = log_bias + step
-            log_bias = log_bias - (w * log_bias).sum() / w.sum()
-        if progress is not None:
-            progress(it, n_iter)
-        if it > 5 and abs(history[-1] - history[-2]) < tol:
-            converged = True
-            break
+    n_coarse = max(0, n_iter - N_FINE)
+    total = n_coarse + min(n_iter, N_FINE)
+    done = 0
+    if n_coarse > 0 and min(crop_shape) >= 8:
+        # most iterations on a 2x coarser grid: the parameters and the bias converge there at
+        # 1/8 of the cost; the fine grid then refines posteriors, MRF and bias
+        c_img = F.avg_pool3d(img[None, None] * mask_vol, 2, ceil_mode=True)[0, 0]
+        c_frac = F.avg_pool3d(mask_vol[None, None].float(), 2, ceil_mode=True)[0, 0]
+        c_mask = c_frac > 0.5
+        c_img = c_img / c_frac.clamp_min(1e-6)
+        c_pri = None if pri is None else F.avg_pool3d(pri[None], 2, ceil_mode=True)[0]
+        c_state = _State(state.mu, state.var, state.weights, torch.zeros(c_mask.shape, device=dev), None)
+        c_state, done = _em(c_img, c_mask, c_pri, c_state, n_iter=n_coarse, vox=tuple(2 * v for v in vox),
+                            mrf_strength=mrf_strength, bias_fwhm_mm=bias_fwhm_mm, prior_weight=prior_weight,
+                            tol=tol, history=history, progress=progress, done=done, total=total)
+        up = F.interpolate(torch.cat([c_state.log_bias[None], c_state.post])[None], scale_factor=2,
+                           mode="trilinear", align_corners=False)[0][:, :crop_shape[0], :crop_shape[1], :crop_shape[2]]
+        state = _State(c_state.mu, c_state.var, c_state.weights, up[0] * mask_vol, up[1:] * mask_vol)
+    state, done = _em(img, mask_vol, pri, state, n_iter=min(n_iter, N_FINE), vox=vox, mrf_strength=mrf_strength,
+                      bias_fwhm_mm=bias_fwhm_mm, prior_weight=prior_weight, tol=0.0, history=history,
+                      progress=progress, done=done, total=total)
 
-    yc = y * torch.exp(-log_bias)
+    mu, post = state.mu, state.post
+    yc = img * torch.exp(-state.log_bias)
     t_cg = ((yc - mu[0]) / (mu[1] - mu[0])).clamp(0, 1)  # GM fraction in a CSF/GM voxel
     t_gw = ((yc - mu[1]) / (mu[2] - mu[1])).clamp(0, 1)  # WM fraction in a GM/WM voxel
     gm = post[2] + post[1] * t_cg + post[3] * (1 - t_gw)
     wm = post[4] + post[3] * t_gw
     csf = post[0] + post[1] * (1 - t_cg)
     frac = torch.stack([gm, wm, csf])
-    frac = frac / frac.sum(0, keepdim=True).clamp_min(1e-6)
+    frac = frac / frac.sum(0, keepdim=True).clamp_min(1e-6) * mask_vol
 
     probs = torch.zeros((3, *full_shape), device=dev)
-    crop = torch.zeros((3, *mask.shape), device=dev)
-    crop[:, mask] = frac
-    probs[(slice(None), *box)] = crop
+    probs[(slice(None), *box)] = frac
     p0 = probs[0] * 2.0 + probs[1] * 3.0 + probs[2] * 1.0
     bias = torch.ones(full_shape, device=dev)
-    bias_crop = torch.ones(mask.shape, device=dev)
-    bias_crop[mask] = torch.exp(log_bias)
-    bias[box] = bias_crop
+    bias[box] = torch.where(mask_vol, torch.exp(state.log_bias), 1.0)
     info = {
-        "iterations": it,
-        "converged": converged,
+        "iterations": done,
         "classes": ["CSF", "CSF/GM", "GM", "GM/WM", "WM"],
         "class_labels": list(CLASS_LABELS),
-        "means": [float(v) * scale for v in mu],
-        "variances": [float(v) * scale ** 2 for v in var],
-        "weights": [float(v) for v in weights],
+        "means": [float(v) * scale for v in state.mu],
+        "variances": [float(v) * scale ** 2 for v in state.var],
+        "weights": [float(v) for v in state.weights],
         "log_likelihood": history,
         "used_priors": priors is not None,
     }
     return Segmentation(p0=p0, probs=probs, bias=bias, info=info)
+
+
+@dataclass
+class _State:
+    mu: torch.Tensor  # (3,) CSF, GM, WM means
+    var: torch.Tensor  # (3,)
+    weights: torch.Tensor  # (5,) class proportions
+    log_bias: torch.Tensor  # (X, Y, Z), 0 outside the mask
+    post: torch.Tensor | None  # (5, X, Y, Z) posteriors, 0 outside the mask
+
+
+def _em(img: torch.Tensor, mask: torch.Tensor, pri: torch.Tensor | None, state: _State, *, n_iter: int,
+        vox: tuple[float, float, float], mrf_strength: float, bias_fwhm_mm: float, prior_weight: float,
+        tol: float, history: list[float], progress, done: int, total: int) -> tuple[_State, int]:
+    """EM iterations on one grid; ``img`` (X, Y, Z) scaled intensities, ``mask`` bool."""
+    shape = tuple(mask.shape)
+    m = mask.reshape(-1).float()
+    n_in = float(m.sum())
+    y = img.reshape(-1) * m + (1 - m) * 1e-3
+    log_y = torch.log(y)
+    log_pri = None if pri is None else _class_priors(pri.reshape(3, -1), prior_weight)
+    mu, var, weights = state.mu, state.var, state.weights
+    log_bias = state.log_bias.reshape(-1)
+    post = None if state.post is None else state.post.reshape(5, -1)
+    comp = compatibility(5, device=img.device)
+    min_var = float(1e-4 * mu[2] ** 2)
+    for i in range(n_iter):
+        yc = y * torch.exp(-log_bias)
+        logp = class_loglik_table(yc, mu, var) + torch.log(weights.clamp_min(1e-6))[:, None]
+        if log_pri is not None:
+            logp += log_pri
+        if post is not None and mrf_strength > 0:
+            logp += mrf_energy(post.reshape(5, *shape), mask, vox, mrf_strength, comp).reshape(5, -1)
+        lse = torch.logsumexp(logp, dim=0)
+        post = torch.exp(logp - lse) * m
+        history.append(float((lse * m).sum()) / n_in)
+        mu, var, weights = update_parameters(yc, post, min_var=min_var)
+        if bias_fwhm_mm > 0 and (i >= 1 or state.post is not None):
+            resid, w = bias_residual(log_y, log_bias, post, mu, var, PURE)
+            step = normalized_smooth(resid.reshape(shape), w.reshape(shape), bias_fwhm_mm, vox).reshape(-1)
+            log_bias = (log_bias + step) * m
+            log_bias = (log_bias - (w * log_bias).sum() / w.sum()) * m
+        done += 1
+        if progress is not None:
+            progress(done, total)
+        if tol > 0 and i > 5 and abs(history[-1] - history[-2]) < tol:
+            break
+    return _State(mu, var, weights, log_bias.reshape(shape), post.reshape(5, *shape)), done

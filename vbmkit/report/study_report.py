@@ -81,10 +81,15 @@ def _cohort(out: Path, glm: dict | None) -> list[str]:
                          "levels": ", ".join(f"{k}: {v}" for k, v in counts.items())[:200]})
     summary = pd.DataFrame(rows)
     _save_csv(out, "cohort_summary.csv", summary)
-    blocks = [html_paragraph(f"{len(table)} subjects analysed (covariates.tsv; TIV merged from the "
-                             "preprocessing where the formula asks for it)."),
+    blocks = [html_paragraph(f"{len(table)} subjects analysed (covariates.tsv; TIV merged from volumes.csv of "
+                             "the preprocessing or the maps folder when the formula uses TIV without a column)."),
               html_table(summary, digits=2, caption="Cohort (report_files/cohort_summary.csv)")]
-    blocks.append(html_table(table, digits=2, max_rows=40, caption="Subjects (covariates.tsv)"))
+    shown = table.copy()
+    for col in shown.columns:
+        values = pd.to_numeric(shown[col], errors="coerce")
+        if col != id_col and values.notna().all():
+            shown[col] = values
+    blocks.append(html_table(shown, digits=2, max_rows=40, caption="Subjects (covariates.tsv)"))
     return blocks
 
 
@@ -136,6 +141,29 @@ def _glass(stat_path: Path, png: Path, *, threshold: float, title: str, two_side
     return _png(png, title, width=620)
 
 
+def _glass_fraction(path: Path, png: Path, *, title: str) -> str:
+    """Glass brain of a fraction map in [0, 1] (a colour map whose top is not white)."""
+    if not path.is_file():
+        return html_paragraph(f"({path.name} missing)", note=True)
+    if not png.is_file() or png.stat().st_mtime < path.stat().st_mtime:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import nibabel as nib
+        from nilearn import plotting
+
+        fig = plt.figure(figsize=(10, 3.2), dpi=100)
+        try:
+            plotting.plot_glass_brain(nib.load(path), threshold=0.5, vmin=0.0, vmax=1.0, cmap="YlOrRd",
+                                      plot_abs=True, colorbar=True, display_mode="lyrz", figure=fig, title=title)
+            with atomic_path(png) as tmp:
+                fig.savefig(tmp, format="png")
+        finally:
+            plt.close(fig)
+    return _png(png, title, width=620)
+
+
 def _contrast_sections(out: Path, glm: dict) -> list[Section]:
     sections, rows = [], []
     for name, c in glm.get("contrasts", {}).items():
@@ -155,8 +183,8 @@ def _contrast_sections(out: Path, glm: dict) -> list[Section]:
         if "median" in files:
             blocks.append(_glass(out / "glm" / files["median"], figs / "median.png", threshold=sub_thr,
                                  title=f"{name}: median {stat} over subsamples (> {sub_thr:.2f})", two_sided=two))
-            blocks.append(_glass(out / "glm" / files["stability"], figs / "stability.png", threshold=0.5,
-                                 title=f"{name}: fraction of subsamples above threshold (> 0.5)", two_sided=False))
+            blocks.append(_glass_fraction(out / "glm" / files["stability"], figs / "stability.png",
+                                          title=f"{name}: fraction of subsamples above threshold (> 0.5)"))
         clusters = _csv(out / "glm" / files.get("clusters", "none"))
         if clusters is not None and len(clusters):
             blocks.append(html_table(clusters, digits=2, max_rows=25, caption=f"Clusters (glm/{files['clusters']})"))

@@ -154,6 +154,13 @@ def summarise_draws(stat: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
+def _share_above(stat: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Fraction of the K draws (dim 0) above the threshold, per voxel: (K, Vb) -> (Vb,)."""
+    if stat.device.type == "cpu":  # numpy's single pass is much cheaper than torch's here
+        return torch.from_numpy((stat.numpy() > threshold).mean(0, dtype=np.float32))
+    return (stat > threshold).sum(0, dtype=torch.float32).div_(stat.shape[0])
+
+
 def fit_subsamples(Y: torch.Tensor, X: np.ndarray, contrasts: Sequence[Contrast], weights: torch.Tensor, *,
                    thresholds: Mapping[str, float], device: str | torch.device = "cpu",
                    memory_bytes: int | None = None, progress: Callable[[int, int], None] | None = None,
@@ -232,7 +239,7 @@ def fit_subsamples(Y: torch.Tensor, X: np.ndarray, contrasts: Sequence[Contrast]
         for name, (stat, _) in stats.items():
             if return_all:
                 everything[name][:, sl] = stat.cpu()
-            above = (stat > float(thresholds[name])).sum(0, dtype=torch.float32).div_(k)
+            above = _share_above(stat, float(thresholds[name]))
             quartiles = summarise_draws(stat)
             out[name][0, sl] = quartiles[1]
             out[name][1, sl] = quartiles[2] - quartiles[0]

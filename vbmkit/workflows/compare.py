@@ -29,7 +29,7 @@ import torch
 
 from vbmkit.errors import VbmkitError
 from vbmkit.io.atomic import write_json, write_text
-from vbmkit.io.cat12 import find_outputs, read_cat12_report
+from vbmkit.io.cat12 import find_outputs
 from vbmkit.io.nifti import load_volume
 from vbmkit.stats import agreement as ag
 from vbmkit.workflows.compare_pairs import (
@@ -68,9 +68,10 @@ def _f(x: Any) -> float | None:
 
 def _subject_metrics(ours: Any, ref: Any, *, kind: str, missing: list[str]) -> dict[str, Any]:
     """All per-subject numbers of one matched pair (SubjectOutputs of both sides)."""
-    label = kind
+    label = kind  # the reference's name in the metric keys (tiv_cat12_ml, tiv_spm_ml)
     m: dict[str, Any] = {}
     name = ours.name
+    pb = None
     # Tissue overlap.
     if kind == "cat12":
         if "p0" in ours.maps and "p0" in ref.maps:
@@ -105,13 +106,10 @@ def _subject_metrics(ours: Any, ref: Any, *, kind: str, missing: list[str]) -> d
     # TIV and tissue volumes (mL).
     vo = our_volumes(ours)
     if kind == "cat12":
-        rep = read_cat12_report(ref.report) if ref.report is not None else None
-        vr = ({"tiv": rep.tiv_ml, "gm": rep.gm_ml, "wm": rep.wm_ml, "csf": rep.csf_ml}
-              if rep is not None else {})
-        if rep is None:
+        vr = our_volumes(ref)  # cat_<name>.xml, or the json report of a second vbmkit run
+        if not vr:
             missing.append(f"{name}: report/cat_{name}.xml missing (no TIV, volumes)")
     else:
-        pb = spm_probabilities(ref)
         vr = {}
         if pb is not None:
             csf, gm, wm = (_f(ag.volume_ml(pb.data[i], pb.grid.voxel_volume_ml)) for i in range(3))
@@ -194,7 +192,7 @@ def run_compare(ours: str | os.PathLike, *, cat12: str | os.PathLike | None = No
     out = Path(out)
     ours_subjects = find_outputs(ours, report_json=True)
     if kind == "cat12":
-        ref_subjects = find_outputs(ref_root)
+        ref_subjects = find_outputs(ref_root, report_json=True)
     else:
         from vbmkit.io.spm import find_segmentations
 
@@ -219,6 +217,8 @@ def run_compare(ours: str | os.PathLike, *, cat12: str | os.PathLike | None = No
     paired = pd.DataFrame(columns=["subject", "region", "tissue", "ours_ml", "reference_ml"])
     if ours_roi is not None and ref_roi is not None:
         metrics["roi"], paired = _roi_metrics(ours_roi, ref_roi)
+        if not metrics["roi"]:
+            missing.append("ROI volumes: fewer than 3 subjects with volumes on both sides (no r / ICC)")
     else:
         parts = (["no vbmkit ROI table (roi_long.csv, catROI_<name>.xml, or mwp maps vbmkit roi can measure)"]
                  if ours_roi is None else [])

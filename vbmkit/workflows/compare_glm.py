@@ -10,6 +10,7 @@ subject lists of both summaries are equal).
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 
 from vbmkit.config import GlmConfig
+from vbmkit.errors import CovariateError, DesignError
 from vbmkit.io.cat12 import SubjectOutputs
 from vbmkit.io.nifti import load_volume
 from vbmkit.stats import agreement as ag
@@ -50,15 +52,21 @@ def _stat_file(folder: Path, summary: dict, name: str) -> Path:
     return folder / files.get("median", files["stat"])
 
 
+def _finite(x: Any) -> float | None:
+    """A Python float, or None for NaN (e.g. Dice when no voxel passes in either map)."""
+    v = float(x)
+    return v if math.isfinite(v) else None
+
+
 def _agreement(a: Maps, b: Maps, mask_a: Maps, mask_b: Maps, thr_a: float, thr_b: float) -> dict[str, Any]:
     """r, max |t| and suprathreshold Dice of two t-maps within the intersection of their masks."""
     grid = coarser_grid(a.grid, b.grid)
     ta, tb = on_grid(a, grid), on_grid(b, grid)
     mask = (on_grid(mask_a, grid) > 0.5) & (on_grid(mask_b, grid) > 0.5)
     return {
-        "r_median_t": float(ag.pearson_r(ta, tb, mask=mask, dim=None)),
+        "r_median_t": _finite(ag.pearson_r(ta, tb, mask=mask, dim=None)),
         "max_abs_t_ours": float(a.data.abs().max()), "max_abs_t_reference": float(b.data.abs().max()),
-        "dice_suprathreshold": float(ag.suprathreshold_dice(ta, tb, thr_a, threshold_b=thr_b, mask=mask,
+        "dice_suprathreshold": _finite(ag.suprathreshold_dice(ta, tb, thr_a, threshold_b=thr_b, mask=mask,
                                                              dim=None)),
         "threshold_ours": thr_a, "threshold_reference": thr_b, "n_voxels_common_mask": int(mask.sum()),
         "resampled": not a.grid.matches(b.grid), "_maps": (torch.where(mask, ta, 0.0),
@@ -103,8 +111,12 @@ def compare_contrasts(ours: list[SubjectOutputs], ref: list[SubjectOutputs], *, 
     settings = GlmConfig(maps=maps, formula=formula, contrasts=contrasts, subsamples=subsamples,
                          fraction=fraction, seed=seed, device=device)
     ours_out = out / "glm_ours"
-    s_ours = run_glm(ours_paths, covariates, id_column=id_column, settings=settings, out=ours_out,
-                     missing="drop", device=device, progress=progress)
+    try:
+        s_ours = run_glm(ours_paths, covariates, id_column=id_column, settings=settings, out=ours_out,
+                         missing="drop", device=device, progress=progress)
+    except (DesignError, CovariateError) as exc:  # e.g. too few subjects: the other levels still count
+        missing.append(f"contrasts: the design cannot be fitted to the {len(ours_paths)} vbmkit maps: {exc}")
+        return results, {"tmaps": tmaps}
     reference: dict[str, tuple[Path, Path, float]] = {}  # contrast -> (stat map, mask, threshold)
     same_draws = None
     if pairs:

@@ -88,6 +88,11 @@ def _fingerprint(subjects: Sequence[SubjectMaps], settings: dict) -> str:
     return h.hexdigest()
 
 
+def _table_hash(table: pd.DataFrame) -> str:
+    """Content hash of the covariate rows used (a changed covariate file means recomputing)."""
+    return hashlib.sha256(pd.util.hash_pandas_object(table.astype(str), index=False).values.tobytes()).hexdigest()
+
+
 def _write_csv(path: Path, table: pd.DataFrame) -> None:
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False, float_format="%.10g")
@@ -220,7 +225,7 @@ def run_roi(images: Sequence[str | os.PathLike], *, out: str | os.PathLike, atla
     atl = load_atlas(atlas)
     settings = {"atlas": atlas, "native": native, "tissues": tissues, "formula": formula,
                 "contrasts": dict(contrasts or {}), "standardize": standardize, "id_column": id_column, "missing": missing,
-                "covariates": str(covariates) if not isinstance(covariates, pd.DataFrame) else "table"}
+                "covariates": _table_hash(used) if covariates is not None else None}
     fingerprint = _fingerprint(subjects, settings)
     summary_path = out / "roi_summary.json"
     if summary_path.is_file():

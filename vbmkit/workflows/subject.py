@@ -23,7 +23,6 @@ from vbmkit import __version__
 from vbmkit.config import PreprocessConfig
 from vbmkit.errors import ConfigError
 from vbmkit.io.bids import T1Input
-from vbmkit.space import Grid
 
 # Bump when a change of the pipeline changes its outputs: finished subjects are then redone.
 PIPELINE_VERSION = 1
@@ -210,9 +209,3 @@ def preprocess_subject(t1: T1Input, out: Path, settings: PreprocessConfig, *,
     write_report(paths["report"], report)  # last: its presence marks the subject as finished
     return report
 
-
-def native_grid_of(path: Path) -> Grid:
-    """The RAS grid of an input image (header only)."""
-    from vbmkit.io.nifti import load_grid
-
-    return load_grid(path)
