@@ -109,9 +109,10 @@ def test_split_kind():
     assert mark_to_percent(0.5) == 100.0 and mark_to_percent(10.5) == 0.0
 
 
-@pytest.mark.parametrize("layout", ["standard", "bids"])
-def test_find_outputs_both_layouts(tmp_path, layout):
-    study = make_study(tmp_path, n=3, layout=layout, extra_ours=False)
+@pytest.mark.parametrize(("layout", "old_xml"), [("standard", False), ("bids", False), ("standard", True),
+                                                  ("bids", True)])
+def test_find_outputs_both_layouts(tmp_path, layout, old_xml):
+    study = make_study(tmp_path, n=3, layout=layout, extra_ours=False, old_xml=old_xml)
     found = find_outputs(study["cat12"])
     assert list(found) == study["names"]
     sub = found["sub-02_T1w"]
@@ -129,7 +130,9 @@ def test_find_outputs_both_layouts(tmp_path, layout):
     p0_ref = study["truth"]["p0"]["sub-02_T1w"][1]
     assert np.array_equal(np.asarray(nib.load(sub.maps["p0"]).dataobj), p0_ref)
     rep = read_cat12_report(sub.report)
-    assert rep.ratings["IQR"] == 2.05
+    assert rep.version == ("old" if old_xml else "new")
+    assert rep.ratings["IQR"] == 2.05 and rep.ratings["NCR"] == 2.1
+    assert rep.wmh_ml == 0.5
     roi = read_catroi_xml(sub.roi)
     want = study["roi_ref"].query("subject == 'sub-02_T1w'")
     got = roi.merge(want, on=["region", "tissue"], suffixes=("", "_w"))

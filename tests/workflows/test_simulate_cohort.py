@@ -16,16 +16,16 @@ from vbmkit.workflows.simulate import simulate_cohort
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
     out = tmp_path_factory.mktemp("sim")
-    return out, simulate_cohort(out, n=5, seed=3, images=False, compress=False)
+    return out, simulate_cohort(out, n=7, seed=3, images=False, compress=False)
 
 
 def test_participants_and_truth_files(cohort):
     out, summary = cohort
-    assert summary["written"] == ["sub-01", "sub-02", "sub-03", "sub-04", "sub-05"]
+    assert summary["written"] == [f"sub-0{i}" for i in range(1, 8)]
     table = pd.read_csv(out / "participants.tsv", sep="\t")
     assert list(table.columns) == ["participant_id", "age", "sex", "group", "head_scale", "tiv_ml"]
-    assert sorted(table["sex"]) == ["F", "F", "M", "M", "M"]  # balanced as far as n = 5 allows
-    assert sorted(table["group"]) == ["control", "control", "control", "patient", "patient"]
+    assert sorted(table["sex"]) == ["F"] * 3 + ["M"] * 4  # balanced as far as n = 7 allows
+    assert sorted(table["group"]) == ["control"] * 4 + ["patient"] * 3
     for name in ("sub-01_T1w", "sub-04_T1w"):
         for kind in ("mwp1", "mwp2", "s6mwp1"):
             img = nib.load(out / "truth" / name / "mri" / f"{kind}{name}.nii")
@@ -60,8 +60,8 @@ def test_effect_maps_are_negative_in_planted_regions(cohort):
 
 def test_rerun_skips_written_subjects(cohort):
     out, _ = cohort
-    again = simulate_cohort(out, n=5, seed=3, images=False, compress=False)
-    assert again["skipped"] == ["sub-01", "sub-02", "sub-03", "sub-04", "sub-05"] and again["written"] == []
+    again = simulate_cohort(out, n=7, seed=3, images=False, compress=False)
+    assert again["skipped"] == [f"sub-0{i}" for i in range(1, 8)] and again["written"] == []
 
 
 def test_bad_arguments(tmp_path):
@@ -71,7 +71,7 @@ def test_bad_arguments(tmp_path):
         simulate_cohort(tmp_path, n=4, age_regions=("lFoo",), images=False)
 
 
-@pytest.mark.filterwarnings("ignore:contrast 'age_neg'")  # 5 subjects: age and TIV happen to correlate
+@pytest.mark.filterwarnings("ignore:contrast 'age_neg'")  # 7 subjects: age and TIV may correlate
 def test_a_study_on_the_truth_takes_tiv_from_volumes_csv(cohort):
     """inputs.maps = the truth folder: TIV comes from truth/volumes.csv; ROI tables are written."""
     from vbmkit.workflows.study import run_study
@@ -86,5 +86,22 @@ def test_a_study_on_the_truth_takes_tiv_from_volumes_csv(cohort):
     merged = pd.read_csv(out / "s_out" / "covariates.tsv", sep="\t")
     assert np.allclose(merged["TIV"], merged["tiv_ml"], atol=0.01)  # tiv_ml is rounded to 0.01 mL
     assert (out / "s_out" / "roi" / "roi_long.csv").is_file()
-    assert prov["stages"]["roi"]["status"].startswith("5 subjects")
-    assert json.loads((out / "s_out" / "glm" / "summary.json").read_text())["n_subjects"] == 5
+    assert prov["stages"]["roi"]["status"].startswith("7 subjects")
+    assert json.loads((out / "s_out" / "glm" / "summary.json").read_text())["n_subjects"] == 7
+
+
+def test_demo_yaml_validates_on_a_simulated_cohort(cohort, tmp_path):
+    """examples/demo.yaml (what `vbmkit demo` runs) is valid for a cohort written by simulate."""
+    import yaml
+
+    from vbmkit.workflows.demo_study import demo_yaml_text
+    from vbmkit.workflows.study_plan import load_study
+
+    out, _ = cohort
+    (tmp_path / "cohort").symlink_to(out, target_is_directory=True)
+    (tmp_path / "demo.yaml").write_text(demo_yaml_text(full=False))
+    plan = load_study(tmp_path / "demo.yaml")
+    assert plan.tiv_from == "maps" and plan.out == tmp_path / "study"
+    assert set(plan.glm.contrasts) == {"age_decline", "patients_lower"}
+    full = yaml.safe_load(demo_yaml_text(full=True))
+    assert full["inputs"]["t1"] == ["cohort"] and "maps" not in full["inputs"] and "preprocess" in full

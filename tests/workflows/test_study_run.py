@@ -109,3 +109,26 @@ def test_changed_settings_redo_the_stage(tmp_path):
     assert prov["stages"]["qc"]["status"].startswith("ran")
     glm = json.loads((tmp_path / "tiny_out" / "glm" / "summary.json").read_text())
     assert glm["n_subjects"] == 12  # not excluded
+
+
+def test_compare_section_calls_the_comparison_and_reports_it(tmp_path, monkeypatch):
+    """The compare stage hands the study design to run_compare and the report shows its metrics."""
+    path = _study(tmp_path, exclude=False)
+    (tmp_path / "cat12").mkdir()
+    path.write_text(path.read_text() + "compare:\n  cat12: cat12\n  ours: maps\n")
+    seen = {}
+
+    def fake_compare(ours, *, out, **kwargs):
+        seen.update(kwargs, ours=ours)
+        Path(out).mkdir(parents=True)
+        metrics = {"contrasts": {"age": {"r_median_t": 0.91}}, "subjects": {}}
+        (Path(out) / "metrics.json").write_text(json.dumps(metrics))
+        return metrics
+
+    monkeypatch.setattr("vbmkit.workflows.compare.run_compare", fake_compare)
+    prov = run_study(path)
+    assert seen["ours"] == tmp_path / "maps" and seen["cat12"] == tmp_path / "cat12"
+    assert seen["formula"] == "age + C(sex)" and seen["contrasts"] == {"age": "age"}
+    assert prov["stages"]["compare"]["status"] == "ran"
+    assert "Comparison" in (tmp_path / "tiny_out" / "report.html").read_text()
+    assert run_study(path)["stages"]["compare"]["status"] == "up to date"

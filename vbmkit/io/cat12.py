@@ -217,7 +217,7 @@ def _format_number(v: float) -> str:
         return str(int(v))
     if isinstance(v, float) and not math.isfinite(v):
         return "NaN" if math.isnan(v) else ("Inf" if v > 0 else "-Inf")
-    return f"{v:.10g}"  # MATLAB's num2str/mat2str keep ~10-15 significant digits
+    return f"{v:.15g}"  # as MATLAB mat2str(x, 15): round-trips to ~1e-15 relative
 
 
 def _value_to_element(tag: str, value: Any) -> ET.Element:

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from vbmkit.errors import ImageError
-from vbmkit.preprocess.smooth import smooth_fwhm
+from vbmkit.preprocess.smooth import FWHM_TO_SIGMA
+from vbmkit.preprocess.warp import blur
 from vbmkit.space import Grid, resample
 
 _BOX_TO_FWHM2 = 8.0 * math.log(2.0) / 12.0  # FWHM^2 of a Gaussian with a box of width 1's variance
@@ -86,16 +87,23 @@ def _pyramid(img: torch.Tensor, grid: Grid, fwhm_mm: float) -> tuple[torch.Tenso
     rest = tuple(float(np.sqrt(max(fwhm_mm ** 2 - d ** 2, 0.0))) for d in done)
     # image and mask blurred alike: with sharp masks the soft Dice of two differently
     # interpolated binary masks biases the optimum by about a voxel (phantom tests)
-    x = smooth_fwhm(x, rest, tuple(float(v) for v in vox_now))
+    x = blur(x, tuple(f * FWHM_TO_SIGMA / float(v) for f, v in zip(rest, vox_now, strict=True)))
     return x[0], grid
 
 
-def _working_grid(grid: Grid, voxel_mm: float) -> Grid:
-    """Axis-aligned grid covering ``grid``'s field of view with isotropic ``voxel_mm`` voxels."""
-    corners = np.array([[i, j, k] for i in (0, grid.shape[0] - 1) for j in (0, grid.shape[1] - 1)
-                        for k in (0, grid.shape[2] - 1)], dtype=np.float64)
+def _working_grid(grid: Grid, voxel_mm: float, *, mask: torch.Tensor | None = None,
+                  margin_mm: float = 15.0) -> Grid:
+    """Axis-aligned grid with isotropic ``voxel_mm`` voxels covering ``grid``'s field of view,
+    or only the box of ``mask > 0.5`` plus ``margin_mm`` (the loss ignores far background)."""
+    idx = torch.nonzero(mask > 0.5) if mask is not None else None
+    if idx is not None and idx.shape[0] > 0:
+        lo_i, hi_i = idx.min(0).values.numpy(), idx.max(0).values.numpy()
+    else:
+        lo_i, hi_i = np.zeros(3), np.asarray(grid.shape) - 1
+    corners = np.array([[i, j, k] for i in (lo_i[0], hi_i[0]) for j in (lo_i[1], hi_i[1])
+                        for k in (lo_i[2], hi_i[2])], dtype=np.float64)
     mm = grid.voxel_to_world(corners)
-    lo, hi = mm.min(0), mm.max(0)
+    lo, hi = mm.min(0) - (margin_mm if idx is not None else 0), mm.max(0) + (margin_mm if idx is not None else 0)
     shape = tuple(int(np.floor((h - lo_) / voxel_mm)) + 1 for lo_, h in zip(lo, hi, strict=True))
     aff = np.diag([voxel_mm, voxel_mm, voxel_mm, 1.0])
     aff[:3, 3] = lo
@@ -142,7 +150,7 @@ class _Problem:
         self.dice_weight = float(dice_weight)
         mov_s, self.mov_grid = _pyramid(mov, mov_grid, fwhm_mm)
         self.mov = mov_s[None].to(device)
-        work = _working_grid(fix_grid, 0.5 * fwhm_mm)
+        work = _working_grid(fix_grid, 0.5 * fwhm_mm, mask=fix[1])
         fix_s, fgrid = _pyramid(fix, fix_grid, fwhm_mm)
         self.fix = resample(fix_s[None], fgrid, work).to(device)  # (1, 2, X, Y, Z)
         self.grid = work
@@ -244,7 +252,7 @@ def register_affine(
     scales_mm: tuple[float, ...] = (12.0, 6.0),
     iterations: tuple[int, ...] = (500, 100),
     learning_rates: tuple[float, ...] | None = None,
-    dice_weight: float = 1.0,
+    dice_weight: float | tuple[float, ...] = 0.1,
     tol: float = 1e-5,
     device: str | torch.device = "cpu",
     init: np.ndarray | None = None,
@@ -268,8 +276,12 @@ def register_affine(
     learning_rates : tuple of float, optional
         Adam step per stage (unitless; translations are in units of the fixed brain radius);
         default ``(1e-2, 2e-3, ...)``.
-    dice_weight : float
-        Weight of (1 - Dice) of the masks relative to the image MSE.
+    dice_weight : float or tuple of float
+        Weight of (1 - Dice) of the masks relative to the image MSE, one value or one per
+        stage. The paper weights both equally on unblurred images; here images and masks are
+        blurred to the stage's FWHM, which shrinks the MSE while the soft Dice of blurred
+        masks keeps its size and has its optimum up to several mm off the true alignment
+        (phantom tests: 1.0 -> 1-8 mm error, 0.1 -> 0.2 mm, 0 -> 0.2 mm), hence 0.1.
     tol : float
         A stage stops early when 25 iterations lower its best loss by less than ``tol``
         relative (0 runs every iteration).
@@ -311,7 +323,10 @@ def register_affine(
     cf, cov_f = _moments(fmask, fixed_grid)
     radius = float(np.sqrt(np.trace(cov_f)))
     centre = torch.as_tensor(cf, dtype=torch.float64, device=dev)
-    problems = [_Problem(mov2, moving_grid, fix2, fixed_grid, s, dice_weight, dev) for s in scales_mm]
+    dws = (dice_weight,) * len(scales_mm) if isinstance(dice_weight, (int, float)) else tuple(dice_weight)
+    if len(dws) != len(scales_mm):
+        raise ImageError(f"register_affine: dice_weight {dice_weight} must be one value or one per scale {scales_mm}")
+    problems = [_Problem(mov2, moving_grid, fix2, fixed_grid, s, w, dev) for s, w in zip(scales_mm, dws, strict=True)]
 
     if init is not None:
         base_np = np.asarray(init, dtype=np.float64)

@@ -16,8 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from vbmkit.errors import ImageError
-from vbmkit.preprocess.smooth import gaussian_kernel1d
-from vbmkit.preprocess.warp import _FieldSampler, displacement_to_deformation, integrate_velocity, resize_field
+from vbmkit.preprocess.warp import _FieldSampler, blur, displacement_to_deformation, integrate_velocity, resize_field
 
 
 @dataclass(frozen=True)
@@ -44,35 +43,12 @@ class NonlinearResult:
     loss_history: list[float] = field(default_factory=list)
 
 
-def _smooth(x: torch.Tensor, sigma_vox: float) -> torch.Tensor:
-    """Separable Gaussian of ``sigma_vox`` voxels on (B, C, X, Y, Z), border values replicated.
-
-    Written as a weighted sum of shifted views: on CPU this is several times faster than
-    ``conv3d`` with a 1-D kernel.
-    """
-    if sigma_vox <= 0:
-        return x
-    k = gaussian_kernel1d(sigma_vox, truncate=3.0, dtype=torch.float64).tolist()
-    r = len(k) // 2
-    out = x
-    for axis in (2, 3, 4):
-        n = out.shape[axis]
-        pad = [0, 0, 0, 0, 0, 0]
-        pad[2 * (4 - axis)] = pad[2 * (4 - axis) + 1] = r
-        xp = F.pad(out, pad, mode="replicate")
-        acc = xp.narrow(axis, 0, n) * k[0]
-        for i in range(1, len(k)):
-            acc.add_(xp.narrow(axis, i, n), alpha=k[i])
-        out = acc
-    return out
-
-
 def _downsample(img: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
     """(1, C, X, Y, Z) -> (1, C, *shape), Gaussian anti-aliasing then trilinear (align_corners)."""
     if tuple(img.shape[2:]) == tuple(shape):
         return img
     factor = max(n / m for n, m in zip(img.shape[2:], shape, strict=True))
-    sm = _smooth(img, 0.5 * factor)  # sigma of half the sampling step
+    sm = blur(img, 0.5 * factor)  # sigma of half the sampling step
     return F.interpolate(sm, size=shape, mode="trilinear", align_corners=True)
 
 
@@ -184,8 +160,8 @@ def register_nonlinear(
                 g = _gradient(w_m)
             r = w_m - w_f
             history.append(float((r * r).mean()))
-            du = _smooth(_demons_step(r, g, max_step), fluid_sigma)
-            v = _smooth(v + du, regularisation)
+            du = blur(_demons_step(r, g, max_step), fluid_sigma)
+            v = blur(v + du, regularisation)
             done += 1
             if progress is not None:
                 progress(done, total)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from vbmkit.errors import ImageError
+from vbmkit.preprocess.smooth import gaussian_kernel1d
 
 
 def identity_grid(shape: tuple[int, int, int], *, device=None,
@@ -204,3 +205,26 @@ def resize_field(u: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
     out = F.interpolate(u, size=shape, mode="trilinear", align_corners=True)
     ratio = [(n - 1) / max(o - 1, 1) for n, o in zip(shape, u.shape[2:], strict=True)]
     return out * torch.as_tensor(ratio, device=u.device, dtype=u.dtype).view(1, 3, 1, 1, 1)
+
+
+def blur(x: torch.Tensor, sigma_vox: float | tuple[float, float, float]) -> torch.Tensor:
+    """Separable Gaussian on (B, C, X, Y, Z), ``sigma_vox`` voxels (per axis), borders replicated.
+
+    Kernels are truncated at 3 sigma. Written as a weighted sum of shifted views, which on CPU
+    is several times faster than ``conv3d`` with a 1-D kernel.
+    """
+    sig = (float(sigma_vox),) * 3 if isinstance(sigma_vox, (int, float)) else tuple(map(float, sigma_vox))
+    out = x
+    for axis, s in zip((2, 3, 4), sig, strict=True):
+        if s <= 0:
+            continue
+        k = gaussian_kernel1d(s, truncate=3.0, dtype=torch.float64).tolist()
+        r, n = len(k) // 2, out.shape[axis]
+        pad = [0, 0, 0, 0, 0, 0]
+        pad[2 * (4 - axis)] = pad[2 * (4 - axis) + 1] = r
+        xp = F.pad(out, pad, mode="replicate")
+        acc = xp.narrow(axis, 0, n) * k[0]
+        for i in range(1, len(k)):
+            acc.add_(xp.narrow(axis, i, n), alpha=k[i])
+        out = acc
+    return out

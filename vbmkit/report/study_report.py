@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -155,8 +156,11 @@ def _glass_fraction(path: Path, png: Path, *, title: str) -> str:
 
         fig = plt.figure(figsize=(10, 3.2), dpi=100)
         try:
-            plotting.plot_glass_brain(nib.load(path), threshold=0.5, vmin=0.0, vmax=1.0, cmap="YlOrRd",
-                                      plot_abs=True, colorbar=True, display_mode="lyrz", figure=fig, title=title)
+            with warnings.catch_warnings():  # nilearn warns on a map with nothing above 0.5: valid
+                warnings.simplefilter("ignore", UserWarning)
+                plotting.plot_glass_brain(nib.load(path), threshold=0.5, vmin=0.0, vmax=1.0, cmap="YlOrRd",
+                                          plot_abs=True, colorbar=True, display_mode="lyrz", figure=fig,
+                                          title=title)
             with atomic_path(png) as tmp:
                 fig.savefig(tmp, format="png")
         finally:
