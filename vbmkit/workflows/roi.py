@@ -48,7 +48,7 @@ STATS_COLUMNS = ["region", "region_id", "hemisphere", "tissue", "contrast", "kin
                  "p", "q_fdr", "effect", "std_effect"]
 
 
-def _load_map(path: Path, atlas: Atlas, warned: set) -> torch.Tensor:
+def read_map_on_atlas(path: Path, atlas: Atlas, warned: set) -> torch.Tensor:
     """Read one map onto the atlas grid: resample when needed, reject NaN/negative values."""
     vol = load_volume(path)  # NaN/Inf -> ImageError naming the file
     data = vol.data
@@ -141,7 +141,7 @@ def template_volumes(subjects: Sequence[SubjectMaps], tissues: Sequence[str], at
             batch = subjects[start:start + batch_size]
             tr = time.perf_counter()
             files = [s.maps[ti] for s in batch for ti in tissues]
-            maps = list(pool.map(lambda p: _load_map(p, atl, warned), files))
+            maps = list(pool.map(lambda p: read_map_on_atlas(p, atl, warned), files))
             block = torch.stack(maps).reshape(len(batch), t, *atl.grid.shape).to(device)
             tc = time.perf_counter()
             vols = region_volumes(block, index, voxel_volume_ml=atl.grid.voxel_volume_ml)
