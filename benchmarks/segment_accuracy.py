@@ -46,7 +46,7 @@ def template_at_1mm() -> tuple[torch.Tensor, Grid]:
     return resample(t.data[None], g, fine)[0], fine
 
 
-def run_phantoms(seeds: list[int], device: str) -> None:
+def run_phantoms(seeds: list[int], device: str, variants: list[str]) -> None:
     gwr, _ = template_at_1mm()
     tissue = tissue_from_template(gwr)
     priors = tissue  # the undeformed template: priors misaligned by the phantom's deformation
@@ -55,6 +55,8 @@ def run_phantoms(seeds: list[int], device: str) -> None:
         gen = torch.Generator().manual_seed(seed)
         ph = make_phantom(tissue, generator=gen, deformation_mm=4.0, bias_strength=0.2, noise_sd=0.03)
         for name, pri in (("priors", priors), ("no priors", None)):
+            if name not in variants:
+                continue
             t0 = time.perf_counter()
             seg = segment(ph.t1, ph.brain_mask, priors=pri, device=device)
             dt = time.perf_counter() - t0
@@ -64,7 +66,7 @@ def run_phantoms(seeds: list[int], device: str) -> None:
             rows.append((name, d))
             print(f"phantom seed {seed} {name:9s}: Dice GM {d[0]:.4f} WM {d[1]:.4f} CSF {d[2]:.4f}  "
                   f"({dt:.1f} s, {seg.info['iterations']} it, load {os.getloadavg()[0]:.1f})", flush=True)
-    for name in ("priors", "no priors"):
+    for name in variants:
         arr = np.array([d for n, d in rows if n == name])
         med = np.median(arr, axis=0)
         print(f"PHANTOM median Dice ({name}, {len(arr)} seeds): GM {med[0]:.4f} WM {med[1]:.4f} CSF {med[2]:.4f} "
@@ -163,13 +165,14 @@ def main() -> None:
     ap.add_argument("--skip-phantoms", action="store_true")
     ap.add_argument("--skip-real", action="store_true")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--phantom-variants", default="priors", help="comma list of 'priors', 'no priors'")
     ap.add_argument("--real-variants", default="no priors,priors", help="comma list of 'no priors', 'priors'")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, load {os.getloadavg()}")
     if not args.skip_phantoms:
-        run_phantoms(list(range(args.seeds)), args.device)
+        run_phantoms(list(range(args.seeds)), args.device, args.phantom_variants.split(","))
     if not args.skip_real:
         if SEGREF.is_dir():
             run_real(args.device, args.real_variants.split(","))

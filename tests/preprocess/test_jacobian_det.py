@@ -5,7 +5,11 @@ import pytest
 import torch
 
 from vbmkit.errors import ImageError
-from vbmkit.preprocess.jacobian import affine_jacobian_determinant, jacobian_determinant, jacobian_matrix
+from vbmkit.preprocess.jacobian import (
+    affine_jacobian_determinant,
+    jacobian_determinant,
+    jacobian_matrix,
+)
 from vbmkit.preprocess.warp import identity_grid
 
 

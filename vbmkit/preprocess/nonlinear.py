@@ -16,7 +16,13 @@ import torch
 import torch.nn.functional as F
 
 from vbmkit.errors import ImageError
-from vbmkit.preprocess.warp import _FieldSampler, blur, displacement_to_deformation, integrate_velocity, resize_field
+from vbmkit.preprocess.warp import (
+    _FieldSampler,
+    blur,
+    displacement_to_deformation,
+    integrate_velocity,
+    resize_field,
+)
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,9 @@ from vbmkit.preprocess.mrf import compatibility, mrf_energy
 
 N_ITER = 25
 N_FINE = 6  # of the n_iter EM iterations, those on the full-resolution grid
-MRF_STRENGTH = 2.0
+MRF_STRENGTH = 0.3
 BIAS_FWHM_MM = 40.0
 PRIOR_WEIGHT = 0.5
-_JOINT = False
-_MRF1 = 1.0
 _PRIOR_FLOOR = 1e-3  # keeps a misaligned prior from forbidding a class outright
 
 
@@ -184,21 +182,14 @@ def segment(
         c_pri = None if pri is None else F.avg_pool3d(pri[None], 2, ceil_mode=True)[0]
         c_state = _State(state.mu, state.var, state.weights, torch.zeros(c_mask.shape, device=dev), None)
         c_state, done = _em(c_img, c_mask, c_pri, c_state, n_iter=n_coarse, vox=tuple(2 * v for v in vox),
-                            mrf_strength=mrf_strength * _MRF1, bias_fwhm_mm=bias_fwhm_mm, prior_weight=prior_weight,
-                            tol=tol, history=history, progress=progress, done=done, total=total, with_pv=_JOINT)
+                            mrf_strength=mrf_strength, bias_fwhm_mm=bias_fwhm_mm, prior_weight=prior_weight,
+                            tol=tol, history=history, progress=progress, done=done, total=total)
         up = F.interpolate(torch.cat([c_state.log_bias[None], c_state.post])[None], scale_factor=2,
                            mode="trilinear", align_corners=False)[0][:, :crop_shape[0], :crop_shape[1], :crop_shape[2]]
         state = _State(c_state.mu, c_state.var, c_state.weights, up[0] * mask_vol, up[1:] * mask_vol)
-    n_fine = min(n_iter, N_FINE)
-    common = dict(vox=vox, mrf_strength=mrf_strength, bias_fwhm_mm=bias_fwhm_mm, prior_weight=prior_weight,
-                  tol=0.0, history=history, progress=progress, total=total)
-    common1 = dict(common, mrf_strength=mrf_strength * _MRF1)
-    state, done = _em(img, mask_vol, pri, state, n_iter=n_fine // 2, done=done, with_pv=_JOINT, **common1)
-    pv_weights = state.weights.clone()
-    if not _JOINT:
-        pv_weights[[1, 3]] = 0.5 * (pv_weights[[0, 2]] + pv_weights[[2, 4]])  # start PV classes at a share
-    state = _State(state.mu, state.var, pv_weights / pv_weights.sum(), state.log_bias, state.post)
-    state, done = _em(img, mask_vol, pri, state, n_iter=n_fine - n_fine // 2, done=done, with_pv=True, **common)
+    state, done = _em(img, mask_vol, pri, state, n_iter=min(n_iter, N_FINE), vox=vox, mrf_strength=mrf_strength,
+                      bias_fwhm_mm=bias_fwhm_mm, prior_weight=prior_weight, tol=0.0, history=history,
+                      progress=progress, done=done, total=total)
 
     mu, post = state.mu, state.post
     yc = img * torch.exp(-state.log_bias)
@@ -239,14 +230,8 @@ class _State:
 
 def _em(img: torch.Tensor, mask: torch.Tensor, pri: torch.Tensor | None, state: _State, *, n_iter: int,
         vox: tuple[float, float, float], mrf_strength: float, bias_fwhm_mm: float, prior_weight: float,
-        tol: float, history: list[float], progress, done: int, total: int,
-        with_pv: bool) -> tuple[_State, int]:
-    """EM iterations on one grid; ``img`` (X, Y, Z) scaled intensities, ``mask`` bool.
-
-    ``with_pv`` False: a 3-class mixture (PV classes switched off) that estimates the means,
-    variances and bias; True: the 5-class model with means and variances held fixed (as FSL
-    FAST estimates partial volume after its hard segmentation), updating the proportions.
-    """
+        tol: float, history: list[float], progress, done: int, total: int) -> tuple[_State, int]:
+    """EM iterations on one grid; ``img`` (X, Y, Z) scaled intensities, ``mask`` bool."""
     shape = tuple(mask.shape)
     m = mask.reshape(-1).float()
     n_in = float(m.sum())
@@ -261,9 +246,6 @@ def _em(img: torch.Tensor, mask: torch.Tensor, pri: torch.Tensor | None, state: 
     for i in range(n_iter):
         yc = y * torch.exp(-log_bias)
         logp = class_loglik_table(yc, mu, var) + torch.log(weights.clamp_min(1e-6))[:, None]
-        if not with_pv:
-            logp[1] = -torch.inf
-            logp[3] = -torch.inf
         if log_pri is not None:
             logp += log_pri
         if post is not None and mrf_strength > 0:
@@ -271,11 +253,8 @@ def _em(img: torch.Tensor, mask: torch.Tensor, pri: torch.Tensor | None, state: 
         lse = torch.logsumexp(logp, dim=0)
         post = torch.exp(logp - lse) * m
         history.append(float((lse * m).sum()) / n_in)
-        new_mu, new_var, weights = update_parameters(yc, post, min_var=min_var)
-        learn = (not with_pv) or _JOINT
-        if learn:
-            mu, var = new_mu, new_var
-        if bias_fwhm_mm > 0 and learn and (i >= 1 or state.post is not None):
+        mu, var, weights = update_parameters(yc, post, min_var=min_var)
+        if bias_fwhm_mm > 0 and (i >= 1 or state.post is not None):
             resid, w = bias_residual(log_y, log_bias, post, mu, var, PURE)
             step = normalized_smooth(resid.reshape(shape), w.reshape(shape), bias_fwhm_mm, vox).reshape(-1)
             log_bias = (log_bias + step) * m
