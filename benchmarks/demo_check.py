@@ -53,16 +53,22 @@ def main() -> int:
     cmd = _vbmkit() + ["demo", "--out", str(out)] + (["--n", str(args.n)] if args.n else [])
     print(f"load average before: {os.getloadavg()}")
     print("running:", " ".join(cmd))
+    import resource
+
     t0 = time.perf_counter()
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     print(proc.stdout[-3000:])
     if proc.returncode != 0:
         print(proc.stderr[-3000:])
         print(f"FAILED: vbmkit demo exited with {proc.returncode} after {wall:.1f} s")
         return 1
     print(f"load average after: {os.getloadavg()}")
-    print(f"wall time of `vbmkit demo`: {wall:.1f} s (target <= 300 s) -> {'OK' if wall <= 300 else 'TOO SLOW'}")
+    print(f"wall time of `vbmkit demo`: {wall:.1f} s (target <= 300 s) -> {'OK' if wall <= 300 else 'TOO SLOW'}; "
+          f"CPU time (user + sys) {cpu:.1f} s on {os.cpu_count()} cores")
 
     # Independent check with nibabel/numpy (not the demo's own evaluation code).
     import nibabel as nib

@@ -10,7 +10,9 @@
 5. Every NIfTI of A's ``preprocess/`` and ``glm/`` equals B's (max |difference| printed), and
    ``qc/qc.csv`` holds the same numbers.
 
-Usage: ``python benchmarks/study_resume_check.py [--n 4] [--keep DIR]``
+Usage: ``python benchmarks/study_resume_check.py [--n 4] [--keep DIR]``;
+``--keep DIR --compare-only`` repeats step 5 on the folders of an earlier run (e.g. when run B
+was started by hand beside run A to save time: ``vbmkit run DIR/b.yaml``).
 """
 
 from __future__ import annotations
@@ -63,7 +65,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--keep", type=Path)
+    ap.add_argument("--compare-only", action="store_true", help="Only compare DIR/out_a with DIR/out_b.")
     args = ap.parse_args()
+    if args.compare_only:
+        return 0 if compare(args.keep / "out_a", args.keep / "out_b") else 1
     root = args.keep if args.keep is not None else Path(tempfile.mkdtemp(prefix="vbmkit_resume_"))
     root.mkdir(parents=True, exist_ok=True)
     print(f"folder: {root}; load average {os.getloadavg()}")
@@ -108,10 +113,19 @@ def main() -> int:
         print(full.stderr[-2000:])
         return 1
 
+    same = compare(out_a, root / "out_b")
+    ok = untouched and same and len(finished) < args.n
+    print("MUST-SHOW 2:", "PASS" if ok else "FAIL")
+    if args.keep is None:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0 if ok else 1
+
+
+def compare(out_a: Path, out_b: Path) -> bool:
+    """Every NIfTI of A's preprocess/ and glm/ equals B's; qc.csv numbers equal. Prints the figures."""
     import nibabel as nib
     import pandas as pd
 
-    out_b = root / "out_b"
     worst, n_files, missing = 0.0, 0, []
     for fa in sorted(list((out_a / "preprocess").rglob("*.nii.gz")) + list((out_a / "glm").rglob("*.nii.gz"))):
         fb = out_b / fa.relative_to(out_a)
@@ -122,16 +136,13 @@ def main() -> int:
         b = np.asarray(nib.load(fb).dataobj, dtype=np.float64)
         worst = max(worst, float(np.abs(a - b).max()) if a.shape == b.shape else float("inf"))
         n_files += 1
-    qa = pd.read_csv(out_a / "qc" / "qc.csv").drop(columns=["path"])
-    qb = pd.read_csv(out_b / "qc" / "qc.csv").drop(columns=["path"])
+    skip = ["path", "input", "total_s"]  # file locations and run times differ by design
+    qa = pd.read_csv(out_a / "qc" / "qc.csv").drop(columns=skip, errors="ignore")
+    qb = pd.read_csv(out_b / "qc" / "qc.csv").drop(columns=skip, errors="ignore")
     qc_same = np.allclose(qa.select_dtypes("number"), qb.select_dtypes("number"), equal_nan=True)
     print(f"compared {n_files} NIfTI files (preprocess/ and glm/): max |A - B| = {worst:.3g}; "
           f"missing in B: {missing}; qc.csv numbers equal: {qc_same}")
-    ok = untouched and not missing and worst <= 1e-5 and qc_same and len(finished) < args.n
-    print("MUST-SHOW 2:", "PASS" if ok else "FAIL")
-    if args.keep is None:
-        shutil.rmtree(root, ignore_errors=True)
-    return 0 if ok else 1
+    return not missing and worst <= 1e-5 and qc_same and n_files > 0
 
 
 if __name__ == "__main__":

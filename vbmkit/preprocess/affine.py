@@ -97,7 +97,7 @@ def _working_grid(grid: Grid, voxel_mm: float, *, mask: torch.Tensor | None = No
     or only the box of ``mask > 0.5`` plus ``margin_mm`` (the loss ignores far background)."""
     idx = torch.nonzero(mask > 0.5) if mask is not None else None
     if idx is not None and idx.shape[0] > 0:
-        lo_i, hi_i = idx.min(0).values.numpy(), idx.max(0).values.numpy()
+        lo_i, hi_i = idx.min(0).values.cpu().numpy(), idx.max(0).values.cpu().numpy()
     else:
         lo_i, hi_i = np.zeros(3), np.asarray(grid.shape) - 1
     corners = np.array([[i, j, k] for i in (lo_i[0], hi_i[0]) for j in (lo_i[1], hi_i[1])
@@ -111,8 +111,8 @@ def _working_grid(grid: Grid, voxel_mm: float, *, mask: torch.Tensor | None = No
 
 
 def _moments(mask: torch.Tensor, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-    idx = torch.nonzero(mask > 0.5).double().numpy()
-    w = mask[mask > 0.5].double().numpy()
+    idx = torch.nonzero(mask > 0.5).double().cpu().numpy()
+    w = mask[mask > 0.5].double().cpu().numpy()
     if idx.shape[0] < 4:
         raise ImageError("register_affine: a brain mask has fewer than 4 voxels; cannot initialise")
     mm = grid.voxel_to_world(idx)

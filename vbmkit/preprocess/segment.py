@@ -30,6 +30,7 @@ N_FINE = 6  # of the n_iter EM iterations, those on the full-resolution grid
 MRF_STRENGTH = 0.3
 BIAS_FWHM_MM = 40.0
 PRIOR_WEIGHT = 0.5
+DARK_FRACTION = 0.08  # of the 99th percentile in the mask: below, a voxel does not fit parameters
 _PRIOR_FLOOR = 1e-3  # keeps a misaligned prior from forbidding a class outright
 
 
@@ -236,6 +237,9 @@ def _em(img: torch.Tensor, mask: torch.Tensor, pri: torch.Tensor | None, state: 
     m = mask.reshape(-1).float()
     n_in = float(m.sum())
     y = img.reshape(-1) * m + (1 - m) * 1e-3
+    # near-zero voxels (the rim of a generous brain mask, zero-filled outside a stripped brain)
+    # are classified but do not fit the parameters: they would drag the CSF class to zero
+    fit = m * (y > DARK_FRACTION).float()
     log_y = torch.log(y)
     log_pri = None if pri is None else _class_priors(pri.reshape(3, -1), prior_weight)
     mu, var, weights = state.mu, state.var, state.weights
@@ -253,9 +257,9 @@ def _em(img: torch.Tensor, mask: torch.Tensor, pri: torch.Tensor | None, state: 
         lse = torch.logsumexp(logp, dim=0)
         post = torch.exp(logp - lse) * m
         history.append(float((lse * m).sum()) / n_in)
-        mu, var, weights = update_parameters(yc, post, min_var=min_var)
+        mu, var, weights = update_parameters(yc, post * fit, min_var=min_var)
         if bias_fwhm_mm > 0 and (i >= 1 or state.post is not None):
-            resid, w = bias_residual(log_y, log_bias, post, mu, var, PURE)
+            resid, w = bias_residual(log_y, log_bias, post * fit, mu, var, PURE)
             step = normalized_smooth(resid.reshape(shape), w.reshape(shape), bias_fwhm_mm, vox).reshape(-1)
             log_bias = (log_bias + step) * m
             log_bias = (log_bias - (w * log_bias).sum() / w.sum()) * m
