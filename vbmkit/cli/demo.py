@@ -13,20 +13,32 @@ from vbmkit.cli.common import DeviceOption, handle_errors
 @handle_errors
 def app_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("vbmkit_demo"),
-    subjects: Annotated[int, typer.Option("--subjects", min=10, help="Subjects in the toy cohort.")] = 60,
-    subsamples: Annotated[int, typer.Option("--subsamples", min=0, help="Random 80 % subsamples.")] = 100,
-    permutations: Annotated[int, typer.Option("--permutations", min=0, help="Freedman-Lane permutations.")] = 100,
+    subjects: Annotated[int | None, typer.Option("--subjects", min=10, help="Subjects (default 30; --quick: 60).")] = None,
+    subsamples: Annotated[int | None, typer.Option("--subsamples", min=0, help="--quick only (implies it): random 80 % subsamples [100].")] = None,
+    permutations: Annotated[int | None, typer.Option("--permutations", min=0, help="--quick only (implies it): Freedman-Lane permutations [100].")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the cohort, subsamples and permutations.")] = 0,
     device: DeviceOption = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="Toy path: smooth GM-like maps on a 3 mm grid straight "
+                                        "into the GLM (seconds) instead of the whole study.")] = False,
+    full: Annotated[bool, typer.Option("--full", help="Whole study from simulated T1 images, preprocessing "
+                                       "included (slow on a CPU).")] = False,
 ) -> None:
-    """Generate a small cohort of smooth GM-like maps (3 mm grid) with a planted age effect,
-    write them with a participants.tsv, run the GLM (age + C(sex) + TIV, contrast -age, 100 x 80 %
-    subsamples, permutation FWE) and report where the peak is and how well it matches the truth.
+    """Simulate a cohort from the CAT12 template with planted age and group effects and run the
+    whole study on it (examples/demo.yaml: QC, GLM with 100 x 80 % subsamples, LPBA40 ROIs,
+    report.html); print where the peaks are and how well they match the truth (docs/study.md).
+    --quick: the toy path (smooth maps on a 3 mm grid, GLM only).
     """
+    if not (quick or subsamples is not None or permutations is not None):
+        from vbmkit.cli.run import demo_study
+
+        demo_study(out, n=subjects if subjects is not None else 30, seed=seed, full=full)
+        return
     from vbmkit.workflows.toy_demo import run_demo
 
-    res = run_demo(out, n_subjects=subjects, subsamples=subsamples, permutations=permutations, seed=seed,
+    res = run_demo(out, n_subjects=subjects if subjects is not None else 60,
+                   subsamples=subsamples if subsamples is not None else 100,
+                   permutations=permutations if permutations is not None else 100, seed=seed,
                    device=device, progress=not quiet)
     fmt = ", ".join(f"{v:.1f}" for v in res.peak_found_mm)
     true = ", ".join(f"{v:.1f}" for v in res.peak_true_mm)

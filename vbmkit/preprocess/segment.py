@@ -49,7 +49,7 @@ class Segmentation:
         (X, Y, Z) float32 multiplicative bias field (image = bias * corrected), 1 outside the mask.
     info : dict
         ``iterations``, ``means``/``variances`` (CSF, GM, WM, in units of the input image),
-        ``weights`` (5 class proportions), ``log_likelihood`` per iteration, ``converged``.
+        ``weights`` (5 class proportions), ``log_likelihood`` (mean log-evidence per brain voxel) per iteration, ``used_priors``.
     """
 
     p0: torch.Tensor
@@ -121,7 +121,8 @@ def segment(
     voxel_size_mm : 3 floats
         Voxel size, mm (bias smoothing and MRF neighbour weights).
     n_iter : int
-        Maximum EM iterations.
+        Maximum EM iterations: the last ``N_FINE`` (6) at full resolution, the others on a
+        2x coarser grid.
     mrf_strength : float
         Potts weight ``beta`` on the neighbour-averaged posteriors (0: no MRF).
     bias_fwhm_mm : float
@@ -130,7 +131,7 @@ def segment(
         Exponent of the spatial priors (posterior ~ prior^w * likelihood * MRF); < 1 tempers
         priors that are blurry or not perfectly aligned.
     tol : float
-        Stop when the mean log-likelihood per voxel changes less than this.
+        The coarse-grid stage stops when the mean log-evidence per voxel changes less than this.
     device : str or torch.device
         Where to compute; results are returned there.
     progress : callable (done, total), optional
@@ -160,7 +161,7 @@ def segment(
     if float(y_in.max()) <= 0:
         raise ImageError("segment: image must have positive intensities inside brain_mask; the maximum there is "
                          f"{float(y_in.max()):g}")
-    sub = y_in[torch.randperm(y_in.numel(), device=dev)[:1_000_000]]
+    sub = y_in[:: max(1, y_in.numel() // 1_000_000)]  # deterministic subsample: quantile size limit
     scale = float(torch.quantile(sub, 0.99))
     img = (img / scale).clamp(1e-3, 4.0)
     pri = None if priors is None else priors[(slice(None), *box)].to(dev, torch.float32)

@@ -294,7 +294,8 @@ def simulate_subject(design: CohortDesign, index: int, *, generator: torch.Gener
         working = F.interpolate(tissue[None], size=size, mode="trilinear", align_corners=True)[0]
     vox = p.voxel_size_mm * s
     ph = make_phantom(working, generator=generator, deformation_mm=p.deformation_mm, voxel_size_mm=(vox,) * 3,
-                      bias_strength=p.bias_strength, noise_sd=p.noise_sd, blur_fwhm_mm=p.blur_fwhm_mm)
+                      bias_strength=p.bias_strength, noise_sd=p.noise_sd, blur_fwhm_mm=p.blur_fwhm_mm,
+                      sharpen=1.0)  # keep the fractions: the native truth must match `modulated`
     sums = ph.tissue.double().sum(dim=(1, 2, 3)) * vox**3 / 1000.0
     volumes = {"gm_ml": float(sums[0]), "wm_ml": float(sums[1]), "csf_ml": float(sums[2]),
                "tiv_ml": float(sums.sum())}
