@@ -79,7 +79,7 @@ def register_nonlinear(
     *,
     scales: tuple[int, ...] = (4, 2, 1),
     iterations: tuple[int, ...] = (40, 30, 10),
-    regularisation: float = 0.8,
+    regularisation: float = 0.7,
     fluid_sigma: float = 0.7,
     max_step: float = 0.5,
     steps: int = 7,

@@ -221,6 +221,17 @@ def segment(
     return Segmentation(p0=p0, probs=probs, bias=bias, info=info)
 
 
+def _prior_weights_update(post: torch.Tensor, log_pri: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Mixing proportions under spatial priors (SPM's unified segmentation, Ashburner & Friston
+    2005): ``w_k = sum_i q_ik / sum_i (pi_ik / sum_j w_j pi_ij)``. The plain proportion update
+    (mean posterior) would count the prior twice and let broad classes swallow the PV classes."""
+    pi = torch.exp(log_pri)
+    denom = (weights[:, None] * pi).sum(0).clamp_min(1e-12)
+    inside = (post.sum(0) > 0).to(pi.dtype)
+    w = post.sum(1) / ((pi / denom) * inside).sum(1).clamp_min(1e-12)
+    return w / w.sum()
+
+
 @dataclass
 class _State:
     mu: torch.Tensor  # (3,) CSF, GM, WM means
@@ -244,6 +255,7 @@ def _em(img: torch.Tensor, mask: torch.Tensor, pri: torch.Tensor | None, state: 
     log_y = torch.log(y)
     log_pri = None if pri is None else _class_priors(pri.reshape(3, -1), prior_weight)
     mu, var, weights = state.mu, state.var, state.weights
+    prev_weights = weights
     log_bias = state.log_bias.reshape(-1)
     post = None if state.post is None else state.post.reshape(5, -1)
     comp = compatibility(5, device=img.device)
@@ -259,6 +271,9 @@ def _em(img: torch.Tensor, mask: torch.Tensor, pri: torch.Tensor | None, state: 
         post = torch.exp(logp - lse) * m
         history.append(float((lse * m).sum()) / n_in)
         mu, var, weights = update_parameters(yc, post * fit, min_var=min_var)
+        if log_pri is not None:
+            weights = _prior_weights_update(post * fit, log_pri, prev_weights)
+        prev_weights = weights
         if bias_fwhm_mm > 0 and (i >= 1 or state.post is not None):
             resid, w = bias_residual(log_y, log_bias, post * fit, mu, var, PURE)
             step = normalized_smooth(resid.reshape(shape), w.reshape(shape), bias_fwhm_mm, vox).reshape(-1)

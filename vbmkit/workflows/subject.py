@@ -25,7 +25,7 @@ from vbmkit.errors import ConfigError
 from vbmkit.io.bids import T1Input
 
 # Bump when a change of the pipeline changes its outputs: finished subjects are then redone.
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2
 NATIVE_MAPS = ("p0", "p1", "p2", "p3")
 WARPED_MAPS = ("mwp1", "mwp2")
 # Settings that do not change outputs, so changing them does not redo finished subjects.
