@@ -43,6 +43,16 @@ class PreprocessConfig(_Section):
         "Run deepbet brain extraction: 'auto' always runs it and never cuts brain on skull-stripped input."))
     save_deformation: bool = Field(False, description="Also write the deformation field y_<name>.nii.gz.")
     segmentation_resolution_mm: float = Field(1.0, gt=0.3, le=2.0, description="Voxel size of the segmentation grid in mm.")
+    registration_iterations: list[int] = Field(default_factory=lambda: [40, 30, 10], description=(
+        "Nonlinear registration updates at 6, 3 and 1.5 mm (coarse to fine; 0 skips a level, "
+        "e.g. [40, 30, 0] for a fast, coarser warp)."))
+
+    @field_validator("registration_iterations")
+    @classmethod
+    def _three_levels(cls, v: list[int]) -> list[int]:
+        if len(v) != 3 or any(n < 0 for n in v) or sum(v) == 0:
+            raise ValueError(f"expected 3 non-negative counts (6, 3, 1.5 mm levels), not all 0; got {v}")
+        return v
 
     @field_validator("fwhm")
     @classmethod

@@ -124,3 +124,16 @@ def test_relative_paths_resolve_against_the_yaml_folder(study, monkeypatch, tmp_
     plan = load_study(study / "study.yaml", out="cli_out")
     assert plan.covariates is not None and len(plan.covariates) == 8
     assert plan.out == Path.cwd() / "cli_out"  # --out is relative to the current folder
+
+
+def test_native_roi_needs_the_deformation_fields(study):
+    """roi.native with preprocessing but without preprocess.save_deformation is refused up front."""
+    t1 = study / "t1"
+    t1.mkdir()
+    nib.save(nib.Nifti1Image(np.ones((8, 8, 8), "f4"), np.eye(4)), t1 / "sub-01_T1w.nii.gz")
+    text = GOOD.replace("  maps: [maps]\n", "  t1: [t1]\n") + "preprocess:\n  fwhm: [6]\nroi:\n  native: true\n"
+    (study / "study.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=r"roi\.native.*save_deformation"):
+        load_study(study / "study.yaml")
+    (study / "study.yaml").write_text(text.replace("  fwhm: [6]\n", "  fwhm: [6]\n  save_deformation: true\n"))
+    assert load_study(study / "study.yaml").config.roi.native

@@ -315,10 +315,10 @@ def _check_roi_compare(y: StudyYaml, cfg: StudyConfig, *, has_maps: bool) -> Non
     if cfg.roi is not None:
         from vbmkit.io.resources import atlas_paths
 
-        if cfg.roi.native:
-            raise _fail(y, ("roi", "native"), "native-space ROI volumes are not available (vbmkit writes no "
-                        "inverse deformation; see docs/roi.md); the template-space volumes of modulated "
-                        "maps are native-equivalent mL")
+        if cfg.roi.native and cfg.preprocess is not None and not cfg.preprocess.save_deformation:
+            raise _fail(y, ("roi", "native"), "native-space ROI volumes need the deformation fields: set "
+                        "preprocess.save_deformation: true (or roi.native: false for template-space volumes "
+                        "of the modulated maps, which are native-equivalent mL)")
         if not has_maps:
             raise _fail(y, ("roi",), "expected maps to measure (inputs.t1 or inputs.maps)")
 

@@ -43,7 +43,8 @@ def run_roi_stage(plan: Any, state: dict, *, maps_of: Callable[[str], list[Path]
                       formula=glm.formula if with_stats else None,
                       contrasts=dict(glm.contrasts) if with_stats else None,
                       standardize=glm.standardize if glm is not None else True,
-                      missing=plan.config.inputs.missing, device=plan.device, progress=False)
+                      missing=plan.config.inputs.missing, native=roi.native, device=plan.device,
+                      progress=False)
     state["roi"] = summary
     return f"{len(mwp1)} subjects{', with statistics' if with_stats else ''}"
 

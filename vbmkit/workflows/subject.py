@@ -165,7 +165,7 @@ def preprocess_subject(t1: T1Input, out: Path, settings: PreprocessConfig, *,
         volumes = steps.native_volumes(native_maps, native.grid)
         steps.write_native(paths, native_maps, native.grid, native.stored_affine)
     with clock.step("nonlinear"):
-        reg = steps.register_to_shooting_template(seg, device=device)
+        reg = steps.register_to_shooting_template(seg, settings, device=device)
     with clock.step("modulate"):
         warped = steps.warp_and_modulate(reg, aff.matrix, native_maps[1:3], native.grid)
         del native_maps

@@ -194,16 +194,20 @@ def write_native(paths: dict[str, Path], native_maps: torch.Tensor, grid: Grid, 
         save_volume(paths[key], native_maps[i], grid.affine, orientation_of=stored_affine, description=descr[key])
 
 
-def register_to_shooting_template(seg: SegmentationStep, *, device: torch.device) -> RegistrationStep:
+def register_to_shooting_template(seg: SegmentationStep, settings: PreprocessConfig, *,
+                                  device: torch.device) -> RegistrationStep:
     """GM/WM from the segmentation grid to the 1.5 mm output grid (both template space), then
-    nonlinear registration to Template_4_GS's GM/WM."""
+    nonlinear registration to Template_4_GS's GM/WM (``settings.registration_iterations`` at
+    6, 3 and 1.5 mm; a level with 0 updates is skipped)."""
     from vbmkit.io.templates import load_shooting_template
     from vbmkit.preprocess.nonlinear import register_nonlinear
 
     shooting = load_shooting_template()
     moving = _to_output_grid(seg.probs[:2], seg.grid, shooting.grid)
     template = shooting.data[:2]
-    result = register_nonlinear(moving.to(device), template.to(device), compute_inverse=False, device=device)
+    levels = [(f, n) for f, n in zip((4, 2, 1), settings.registration_iterations, strict=True) if n > 0]
+    result = register_nonlinear(moving.to(device), template.to(device), scales=tuple(f for f, _ in levels),
+                                iterations=tuple(n for _, n in levels), compute_inverse=False, device=device)
     return RegistrationStep(moving=moving, template=template, grid=shooting.grid, result=result)
 
 
