@@ -7,7 +7,7 @@ mwp1 x voxel volume vs native GM) for every subject, every TIV in 1,100-2,000 mL
 Resumable: subjects already finished in ``--out`` are skipped, so it can run in pieces
 (``--subjects sub-01,sub-02``) or in the background:
 
-    nohup .venv/bin/python benchmarks/preprocess_realdata.py --out /tmp/vbmkit_ds002748 > realdata.log 2>&1 &
+    nohup .venv/bin/python benchmarks/preprocess_realdata.py > out/realdata.log 2>&1 &
 
 The table is printed from every report found in ``--out`` and written to ``OUT/realdata_figures.csv``.
 """
@@ -35,7 +35,7 @@ COLUMNS = [("name", "{}"), ("tiv_ml", "{:.0f}"), ("gm_ml", "{:.0f}"), ("wm_ml", 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DATA)
-    ap.add_argument("--out", type=Path, default=Path("/tmp/vbmkit_ds002748"))
+    ap.add_argument("--out", type=Path, default=REPO / "out" / "ds002748")
     ap.add_argument("--subjects", default="", help="comma-separated sub-XX to run now (default: all 20)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)

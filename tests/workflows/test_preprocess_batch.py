@@ -99,6 +99,8 @@ def test_batch_errors_volumes_and_resume(tmp_path, fake):
 def test_jobs_does_not_change_the_hash_and_engine_check():
     assert settings_hash(PreprocessConfig(jobs=1)) == settings_hash(PreprocessConfig(jobs=4))
     assert settings_hash(PreprocessConfig()) != settings_hash(PreprocessConfig(fwhm=[8.0]))
+    # a setting added later (hashed only when it leaves its default) still redoes subjects when changed
+    assert settings_hash(PreprocessConfig()) != settings_hash(PreprocessConfig(registration_iterations=[40, 30, 0]))
     with pytest.raises(ConfigError, match="engine 'deepmriprep'.*use engine 'classic'"):
         wf.run_preprocess(["x.nii"], "out", PreprocessConfig(engine="deepmriprep"), progress=False)
 

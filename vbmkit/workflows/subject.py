@@ -30,6 +30,9 @@ NATIVE_MAPS = ("p0", "p1", "p2", "p3")
 WARPED_MAPS = ("mwp1", "mwp2")
 # Settings that do not change outputs, so changing them does not redo finished subjects.
 _NOT_HASHED = ("jobs",)
+# Settings added after pipeline version 2: left out of the hash while at their default, so
+# outputs made before they existed (with what is now their default) stay valid.
+_HASHED_WHEN_CHANGED = ("registration_iterations",)
 
 Progress = Callable[[str], None]
 
@@ -42,6 +45,10 @@ def fwhm_tag(fwhm: float) -> str:
 def settings_hash(settings: PreprocessConfig) -> str:
     """A short hash of the settings that determine the outputs (and of the pipeline version)."""
     payload = settings.model_dump(mode="json", exclude=set(_NOT_HASHED))
+    defaults = PreprocessConfig().model_dump(mode="json")
+    for key in _HASHED_WHEN_CHANGED:
+        if payload[key] == defaults[key]:
+            del payload[key]
     payload["pipeline_version"] = PIPELINE_VERSION
     text = json.dumps(payload, sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
