@@ -39,9 +39,9 @@ def _median(values) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DATA)
-    ap.add_argument("--ours", type=Path, default=REPO / "out" / "ds002748",
+    ap.add_argument("--ours", type=Path, default=REPO / "out" / "prep_ds002748",
                     help="first preprocessing (default settings)")
-    ap.add_argument("--second", type=Path, default=REPO / "out" / "ds002748_seg15",
+    ap.add_argument("--second", type=Path, default=REPO / "out" / "prep_ds002748_seg15",
                     help="second preprocessing (segmentation_resolution_mm = 1.5)")
     ap.add_argument("--out", type=Path, default=REPO / "out" / "compare_realdata")
     ap.add_argument("--device", default="cpu")

@@ -35,7 +35,7 @@ COLUMNS = [("name", "{}"), ("tiv_ml", "{:.0f}"), ("gm_ml", "{:.0f}"), ("wm_ml", 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DATA)
-    ap.add_argument("--out", type=Path, default=REPO / "out" / "ds002748")
+    ap.add_argument("--out", type=Path, default=REPO / "out" / "prep_ds002748")
     ap.add_argument("--subjects", default="", help="comma-separated sub-XX to run now (default: all 20)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)

@@ -8,7 +8,7 @@ absolute-threshold analysis mask) and, for reference, the whole grid.
 
 Resumable (finished images are skipped):
 
-    nohup .venv/bin/python benchmarks/preprocess_robustness.py --out /tmp/vbmkit_robust > robust.log 2>&1 &
+    nohup .venv/bin/python benchmarks/preprocess_robustness.py > out/robust.log 2>&1 &
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def corrupt(x, vox, name, level, rng, scale):
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--input", type=Path, default=DEFAULT)
-    ap.add_argument("--out", type=Path, default=Path("/tmp/vbmkit_robust"))
+    ap.add_argument("--out", type=Path, default=REPO / "out" / "robust")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)

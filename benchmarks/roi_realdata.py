@@ -40,6 +40,17 @@ def native_gm(prep: Path, subject: str) -> float | None:
     return json.loads(report.read_text()).get("volumes_ml", {}).get("gm")
 
 
+def atlas_coverage_of_template() -> float:
+    """Fraction of Template_4_GS GM (sum of its GM probabilities) inside the LPBA40 labels."""
+    from vbmkit.io.atlas import load_atlas
+    from vbmkit.io.templates import load_shooting_template
+
+    shooting = load_shooting_template()
+    labels = np.asarray(load_atlas("lpba40", grid=shooting.grid).labels)
+    gm = shooting.data[0].numpy()
+    return float(gm[labels > 0].sum() / gm.sum())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("prep", type=Path)
@@ -69,6 +80,10 @@ def main() -> None:
     print(f"atlas covers GM: median {table['atlas_fraction'].median():.3f} "
           f"(min {table['atlas_fraction'].min():.3f}, max {table['atlas_fraction'].max():.3f}); "
           f"within 10 %: {int(table['within_10pct'].sum())}/{len(table)}")
+    template_fraction = atlas_coverage_of_template()
+    print(f"for scale: the atlas covers {template_fraction:.3f} of Template_4_GS's own GM (LPBA40 has no "
+          "thalamus, and its cortical labels stop short of the template's GM rim), so a subject matching "
+          "the template exactly would be at that fraction too")
     try:
         native = run_roi([args.prep], out=out.with_name(out.name + "_native"), native=True, progress=False)
     except ImageError as exc:
