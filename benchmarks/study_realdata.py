@@ -175,7 +175,7 @@ def main() -> int:
         clusters = pd.read_csv(out / "glm" / c["files"]["clusters"])
         top = clusters.sort_values("size_voxels", ascending=False).head(1)
         where = (f"largest cluster {int(top['size_voxels'].iloc[0])} voxels, peak in "
-                 f"{top['lpba40_region'].iloc[0]}") if len(top) else "no cluster"
+                 f"{top['lpba40_region'].fillna('no LPBA40 region').iloc[0]}") if len(top) else "no cluster"
         print(f"  {name}: max t {c['max_statistic']:.2f}, max median t {max_med:.2f}, "
               f"{c['n_clusters']} clusters above {c['threshold']:.2f}; {where}")
     if not args.no_screenshot:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from vbmkit.io.atomic import atomic_path, write_text
+from vbmkit.io.tables import MISSING_VALUES
 from vbmkit.report.html import (
     Section,
     escape,
@@ -71,7 +72,8 @@ def _cohort(out: Path, glm: dict | None) -> list[str]:
         if col == id_col:
             continue
         values = pd.to_numeric(table[col], errors="coerce")
-        if values.notna().all() and len(values):
+        present = table[col].notna() & ~table[col].isin(MISSING_VALUES)
+        if values[present].notna().all() and int(present.sum()) > 0:  # numeric, n/a allowed
             rows.append({"variable": col, "n": int(values.notna().sum()), "mean": float(values.mean()),
                          "sd": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
                          "min": float(values.min()), "max": float(values.max()), "levels": ""})
