@@ -118,8 +118,14 @@ def main() -> None:
 
     gemm_stage: list[float] = []
 
+    flat_mask = mask.reshape(-1)
+
     def vbm_images():
-        data = torch.from_numpy(np.stack([np.asarray(img.dataobj)[mask] for img in images]))
+        # images -> (N, V) as vbmkit.io.maps.load_maps does: one preallocated matrix, a flat
+        # boolean index per image (np.stack of per-image copies costs ~1 s more at this size)
+        data = torch.empty((len(images), int(flat_mask.sum())), dtype=torch.float32)
+        for k, img in enumerate(images):
+            data[k] = torch.from_numpy(np.asarray(img.dataobj).reshape(-1)[flat_mask])
         return fit_subsamples(data, X, contrasts, weights, thresholds=thresholds)
 
     def vbm_matrix():
