@@ -131,10 +131,3 @@ def kmeans_init(y: torch.Tensor, *, n_iter: int = 30) -> tuple[torch.Tensor, tor
     mu, order = torch.sort(mu)
     return mu, var[order].clamp_min(((hi - lo) / 256) ** 2)
 
-
-def prior_init(y: torch.Tensor, pure_priors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Means and variances of CSF, GM, WM weighted by the spatial priors (3, N) in that order."""
-    n = pure_priors.sum(1).clamp_min(1e-6)
-    mu = (pure_priors * y).sum(1) / n
-    var = (pure_priors * (y - mu[:, None]) ** 2).sum(1) / n
-    return mu, var

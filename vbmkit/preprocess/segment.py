@@ -255,7 +255,7 @@ def _em(img: torch.Tensor, mask: torch.Tensor, pri: torch.Tensor | None, state: 
     log_y = torch.log(y)
     log_pri = None if pri is None else _class_priors(pri.reshape(3, -1), prior_weight)
     mu, var, weights = state.mu, state.var, state.weights
-    prev_weights = weights
+    weights_before = weights  # the proportions the E-step used (SPM's update needs them)
     log_bias = state.log_bias.reshape(-1)
     post = None if state.post is None else state.post.reshape(5, -1)
     comp = compatibility(5, device=img.device)
@@ -270,12 +270,13 @@ def _em(img: torch.Tensor, mask: torch.Tensor, pri: torch.Tensor | None, state: 
         lse = torch.logsumexp(logp, dim=0)
         post = torch.exp(logp - lse) * m
         history.append(float((lse * m).sum()) / n_in)
-        mu, var, weights = update_parameters(yc, post * fit, min_var=min_var)
+        q_fit = post * fit  # posteriors of the voxels that fit parameters and bias
+        mu, var, weights = update_parameters(yc, q_fit, min_var=min_var)
         if log_pri is not None:
-            weights = _prior_weights_update(post * fit, log_pri, prev_weights)
-        prev_weights = weights
+            weights = _prior_weights_update(q_fit, log_pri, weights_before)
+        weights_before = weights
         if bias_fwhm_mm > 0 and (i >= 1 or state.post is not None):
-            resid, w = bias_residual(log_y, log_bias, post * fit, mu, var, PURE)
+            resid, w = bias_residual(log_y, log_bias, q_fit, mu, var, PURE)
             step = normalized_smooth(resid.reshape(shape), w.reshape(shape), bias_fwhm_mm, vox).reshape(-1)
             log_bias = (log_bias + step) * m
             log_bias = (log_bias - (w * log_bias).sum() / w.sum()) * m

@@ -119,6 +119,9 @@ def affine_to_template(native: NativeT1, mask: torch.Tensor, *, device: torch.de
 
 
 AFFINE_MM = 2.0
+#: Downsampling factors of the nonlinear registration levels on the 1.5 mm grid (6, 3, 1.5 mm),
+#: one per entry of ``PreprocessConfig.registration_iterations``.
+REGISTRATION_LEVELS = (4, 2, 1)
 _T1_TEMPLATE: list[tuple[torch.Tensor, Grid, Grid]] = []
 
 
@@ -205,7 +208,7 @@ def register_to_shooting_template(seg: SegmentationStep, settings: PreprocessCon
     shooting = load_shooting_template()
     moving = _to_output_grid(seg.probs[:2], seg.grid, shooting.grid)
     template = shooting.data[:2]
-    levels = [(f, n) for f, n in zip((4, 2, 1), settings.registration_iterations, strict=True) if n > 0]
+    levels = [(f, n) for f, n in zip(REGISTRATION_LEVELS, settings.registration_iterations, strict=True) if n > 0]
     result = register_nonlinear(moving.to(device), template.to(device), scales=tuple(f for f, _ in levels),
                                 iterations=tuple(n for _, n in levels), compute_inverse=False, device=device)
     return RegistrationStep(moving=moving, template=template, grid=shooting.grid, result=result)
