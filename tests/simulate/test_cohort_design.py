@@ -7,6 +7,8 @@ import dataclasses
 import pytest
 import torch
 
+from vbmkit.preprocess.smooth import smooth_fwhm
+from vbmkit.simulate.atrophy import displacement_jacobian, invert_displacement, shrink_field
 from vbmkit.simulate.cohort import (
     CohortParameters,
     design_cohort,
@@ -61,28 +63,49 @@ def test_design_balances_sex_and_group_and_scales_heads():
     assert torch.equal(again.age, design.age) and again.sex == design.sex  # seeded
 
 
-def test_planted_effects_are_linear_and_match_truth_maps():
+def test_planted_effects_shrink_tissue_as_the_truth_maps_say():
     params = CohortParameters(anatomy_sd=0.0)  # no anatomy noise: GM_individual == prior exactly
     design = design_cohort(_template(), _atlas(), n=4, generator=torch.Generator().manual_seed(0),
                            age_regions=[21], group_regions=[22], parameters=params)
-    design = dataclasses.replace(design, age=torch.tensor([20.0, 50.0, 20.0, 20.0], dtype=torch.float64),
-                                 group=["control", "control", "patient", "control"])
-    tissues = [subject_tissue(design, i, generator=torch.Generator().manual_seed(9)) for i in range(4)]
+    design = dataclasses.replace(design, age=torch.tensor([20.0, 22.0, 20.0, 20.0], dtype=torch.float64),
+                                 group=["control", "control", "control", "control"])
+    young, older = (subject_tissue(design, i, generator=torch.Generator().manual_seed(9)) for i in range(2))
     truth = true_effect_maps(design)
-    # float32 maps: differences agree to float32 rounding of values <= 1
-    assert torch.allclose(tissues[1][0] - tissues[0][0], 30 * truth["age"], atol=1e-6)
-    assert torch.allclose(tissues[2][0] - tissues[3][0], truth["group"], atol=1e-6)
-    # lost GM becomes CSF: the tissue sum is unchanged
-    assert torch.allclose(tissues[1].sum(0), design.priors.sum(0), atol=1e-6)
-    assert float(truth["age"][8:, :, :].abs().max()) < 1e-3  # away from the age region
-    assert float(truth["age"].min()) < -1e-3
+    # no loss at the youngest age: anatomy and truth are the (sharpened) template
+    assert torch.equal(young.anatomy, young.modulated)
+    # two years: a 1 % loss, where the first-order truth maps hold to a small fraction of the change
+    change = older.modulated[0] - young.modulated[0]
+    assert float((change - 2 * truth["age"]).abs().max()) < 0.05 * float((2 * truth["age"]).abs().max())
+    assert float(change.sum()) < 0 and float(change.sum()) == pytest.approx(float(2 * truth["age"].sum()), rel=0.05)
+    # the anatomy keeps its volume: native GM of the shrunk anatomy == modulated GM (interpolation only)
+    assert float(older.anatomy[0].sum()) == pytest.approx(float(older.modulated[0].sum()), rel=2e-3)
+    # tissue moves, the intracranial space does not: CSF fills what GM and WM leave
+    assert torch.allclose(older.anatomy.sum(0), young.anatomy.sum(0), atol=1e-5)
+    assert float(older.anatomy[2].sum()) > float(young.anatomy[2].sum())
+    assert float(truth["age"][9:, :, :].abs().max()) < 0.2 * float(truth["age"].abs().max())  # far from region 21
+    assert float(truth["age"].min()) < -1e-4 and float(truth["group"].min()) < -1e-3
+
+
+def test_atrophy_field_has_the_prescribed_divergence():
+    w = torch.zeros(24, 26, 28)
+    w[8:16, 9:17, 10:18] = 1.0
+    w = smooth_fwhm(w[None, None], 4.0, (1.0, 1.0, 1.0))[0, 0]
+    v = shrink_field(w)
+    div = sum(torch.gradient(v[i], dim=i)[0] for i in range(3))
+    inner = (slice(3, -3),) * 3
+    assert float((div - w)[inner].abs().max()) < 0.05  # wide vs 7-point stencil of a smooth source
+    jac = displacement_jacobian(0.2 * v)
+    back = displacement_jacobian(invert_displacement(0.2 * v))
+    centre = (12, 13, 14)
+    assert float(jac[centre]) == pytest.approx(1.2, abs=0.03)  # pulled tissue shrinks ~1 / 1.2
+    assert float(back[centre]) == pytest.approx(1 / float(jac[centre]), rel=0.02)
 
 
 def test_anatomy_field_varies_gm_between_subjects():
     design = design_cohort(_template(), _atlas(), n=4, generator=torch.Generator().manual_seed(0),
                            age_regions=[21], group_regions=[22])
-    a = subject_tissue(design, 0, generator=torch.Generator().manual_seed(1))
-    b = subject_tissue(design, 0, generator=torch.Generator().manual_seed(2))
+    a = subject_tissue(design, 0, generator=torch.Generator().manual_seed(1)).anatomy
+    b = subject_tissue(design, 0, generator=torch.Generator().manual_seed(2)).anatomy
     assert float((a[0] - b[0]).abs().max()) > 1e-3
     assert float(a.min()) >= 0.0
 
