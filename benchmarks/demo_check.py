@@ -10,7 +10,7 @@ age contrast (``age_decline``: -age) and the group contrast (``patients_lower``)
 
 Targets: wall time <= 300 s on a 2-core CPU, peak inside a planted region, r >= 0.5.
 
-Usage: ``python benchmarks/demo_check.py [--keep DIR] [--n 30]``
+Usage: ``python benchmarks/demo_check.py [--keep DIR] [--n 20] [--truth]``
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keep", type=Path, help="Write the demo here (must not exist) and keep it.")
     ap.add_argument("--n", type=int, default=None, help="Subjects (default: the demo's).")
+    ap.add_argument("--truth", action="store_true", help="vbmkit demo --truth (true maps, no preprocessing).")
     args = ap.parse_args()
     tmp = None
     if args.keep is not None:
@@ -50,7 +51,7 @@ def main() -> int:
     else:
         tmp = Path(tempfile.mkdtemp(prefix="vbmkit_demo_check_"))
         out = tmp / "demo"
-    cmd = _vbmkit() + ["demo", "--out", str(out)] + (["--n", str(args.n)] if args.n else [])
+    cmd = _vbmkit() + ["demo", "--out", str(out)] + (["--subjects", str(args.n)] if args.n else []) + (["--truth"] if args.truth else [])
     print(f"load average before: {os.getloadavg()}")
     print("running:", " ".join(cmd))
     import resource

@@ -52,8 +52,10 @@ def test_effect_maps_are_negative_in_planted_regions(cohort):
     out, _ = cohort
     age = np.asarray(nib.load(out / "truth" / "effect_age.nii.gz").dataobj)
     group = np.asarray(nib.load(out / "truth" / "effect_group.nii.gz").dataobj)
-    assert age.max() <= 0 and age.min() < -1e-3
-    assert group.max() <= 0 and group.min() < -1e-2
+    # shrinkage fields: loss in the regions, at most a trace of gain around them (the field's
+    # divergence follows the smoothed region edge with a wider stencil)
+    assert age.min() < -1e-3 and age.max() <= 0.05 * -age.min()
+    assert group.min() < -1e-2 and group.max() <= 0.05 * -group.min()
     # distinct regions: only their soft (3 mm) edges may touch, never their cores
     assert not ((age < 0.5 * age.min()) & (group < 0.5 * group.min())).any()
 

@@ -1,4 +1,4 @@
-"""``vbmkit demo``: a toy cohort with a planted age effect, fitted end to end by ``vbmkit glm``."""
+"""``vbmkit demo``: a simulated cohort with planted effects, run through the whole study."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from vbmkit.cli.common import DeviceOption, handle_errors
 @handle_errors
 def app_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("vbmkit_demo"),
-    subjects: Annotated[int | None, typer.Option("--subjects", min=10, help="Subjects (default 30; --quick: 60).")] = None,
+    subjects: Annotated[int | None, typer.Option("--subjects", min=10, help="Subjects (default 20; --truth: 30; --quick: 60).")] = None,
     subsamples: Annotated[int | None, typer.Option("--subsamples", min=0, help="--quick only (implies it): random 80 % subsamples [100].")] = None,
     permutations: Annotated[int | None, typer.Option("--permutations", min=0, help="--quick only (implies it): Freedman-Lane permutations [100].")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the cohort, subsamples and permutations.")] = 0,
@@ -21,18 +21,20 @@ def app_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     quick: Annotated[bool, typer.Option("--quick", help="Toy path: smooth GM-like maps on a 3 mm grid straight "
                                         "into the GLM (seconds) instead of the whole study.")] = False,
-    full: Annotated[bool, typer.Option("--full", help="Whole study from simulated T1 images, preprocessing "
-                                       "included (slow on a CPU).")] = False,
+    truth: Annotated[bool, typer.Option("--truth", help="Analyse the simulated ground-truth tissue maps "
+                                        "(what a perfect preprocessing would give; under a minute) instead "
+                                        "of preprocessing the simulated T1 images.")] = False,
 ) -> None:
-    """Simulate a cohort from the CAT12 template with planted age and group effects and run the
-    whole study on it (examples/demo.yaml: QC, GLM with 100 x 80 % subsamples, LPBA40 ROIs,
-    report.html); print where the peaks are and how well they match the truth (docs/study.md).
+    """Simulate a cohort of T1 images from the CAT12 template with planted age and group effects
+    and run the whole study on it: preprocessing, then examples/demo.yaml (QC, GLM with 100 x 80 %
+    subsamples, LPBA40 ROIs, report.html); print where the peaks are and how well they match the
+    truth (docs/study.md). --truth: skip preprocessing (analyse the true tissue maps);
     --quick: the toy path (smooth maps on a 3 mm grid, GLM only).
     """
     if not (quick or subsamples is not None or permutations is not None):
         from vbmkit.cli.run import demo_study
 
-        demo_study(out, n=subjects if subjects is not None else 30, seed=seed, full=full)
+        demo_study(out, n=subjects if subjects is not None else (30 if truth else 20), seed=seed, full=not truth)
         return
     from vbmkit.workflows.toy_demo import run_demo
 

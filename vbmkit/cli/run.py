@@ -48,7 +48,7 @@ def demo_study(out: Path, *, n: int = 30, seed: int = 0, full: bool = False) -> 
 
     res = run_study_demo(out, n=n, seed=seed, full=full, progress=typer.echo)
     source = "preprocessed simulated T1 images" if res.full else \
-        "the simulated tissue maps (cohort/truth; no preprocessing: use --full for that)"
+        "the simulated tissue maps (cohort/truth; no preprocessing)"
     typer.echo(f"cohort: {res.n_subjects} subjects in {res.out / 'cohort'}; the study analysed {source}")
     for name, c in res.contrasts.items():
         where = "inside" if c["in_planted_region"] else "OUTSIDE"

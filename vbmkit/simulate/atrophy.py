@@ -77,7 +77,7 @@ def pull(maps: torch.Tensor, displacement: torch.Tensor) -> torch.Tensor:
     return sample_voxels(maps.float(), identity_voxels(tuple(maps.shape[1:])) + displacement)
 
 
-def invert_displacement(displacement: torch.Tensor, *, iterations: int = 20) -> torch.Tensor:
+def invert_displacement(displacement: torch.Tensor, *, iterations: int = 12) -> torch.Tensor:
     """Displacement ``u`` of the inverse map: ``y + u(y) = x`` where ``y = x + v(x)``.
 
     Fixed point ``u(y) = -v(y + u(y))``; it converges when the largest derivative of ``v`` is
