@@ -51,6 +51,29 @@ def atlas_coverage_of_template() -> float:
     return float(gm[labels > 0].sum() / gm.sum())
 
 
+def uncovered_gm_by_structure(top: int = 8) -> list[tuple[str, float, float]]:
+    """Where the Template_4_GS GM outside LPBA40 lies, by neuromorphometrics structure.
+
+    Returns ``(structure, percent of all template GM, percent of that structure's GM uncovered)``
+    for the ``top`` largest contributions (both atlases on the 1.5 mm output grid).
+    """
+    from vbmkit.io.atlas import load_atlas
+    from vbmkit.io.templates import load_shooting_template
+
+    shooting = load_shooting_template()
+    lpba = np.asarray(load_atlas("lpba40", grid=shooting.grid).labels)
+    nmm = load_atlas("neuromorphometrics", grid=shooting.grid)
+    other = np.asarray(nmm.labels).astype(np.int64)
+    names = dict(zip(nmm.table["region_id"], nmm.table["name"], strict=True))
+    gm = shooting.data[0].numpy().astype(np.float64)
+    outside = lpba == 0
+    lost = np.bincount(other[outside], weights=gm[outside], minlength=other.max() + 1)
+    whole = np.bincount(other.ravel(), weights=gm.ravel(), minlength=other.max() + 1)
+    order = np.argsort(lost)[::-1][:top]
+    return [(names.get(int(i), "no neuromorphometrics label"), 100 * lost[i] / gm.sum(),
+             100 * lost[i] / max(whole[i], 1e-12)) for i in order]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("prep", type=Path)
@@ -84,6 +107,9 @@ def main() -> None:
     print(f"for scale: the atlas covers {template_fraction:.3f} of Template_4_GS's own GM (LPBA40 has no "
           "thalamus, and its cortical labels stop short of the template's GM rim), so a subject matching "
           "the template exactly would be at that fraction too")
+    print("template GM outside LPBA40, by neuromorphometrics structure (% of all GM; % of the structure's GM):")
+    for name, share, part in uncovered_gm_by_structure():
+        print(f"  {name}: {share:.2f} %; {part:.0f} % of it")
     try:
         native = run_roi([args.prep], out=out.with_name(out.name + "_native"), native=True, progress=False)
     except ImageError as exc:
