@@ -30,3 +30,28 @@ def test_demo_finds_the_planted_effect(tmp_path):
     assert summary["n_subjects"] == 30 and (out / "glm" / "age_decline" / "glass_brain.png").is_file()
     # stored like CAT12 outputs: LAS
     assert nib.aff2axcodes(nib.load(str(out / "glm" / "age_decline" / "t_median.nii.gz")).affine) == ("L", "A", "S")
+
+
+def test_default_demo_preprocesses_and_truth_skips_it(tmp_path, monkeypatch):
+    """Plain `vbmkit demo` runs the whole pipeline on 20 simulated T1 images; --truth the true maps."""
+    import vbmkit.cli.run as run_cli
+
+    calls = []
+    monkeypatch.setattr(run_cli, "demo_study", lambda out, **kw: calls.append(kw))
+    for extra in ([], ["--truth"], ["--subjects", "12"]):
+        res = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "d"), *extra])
+        assert res.exit_code == 0, res.output
+    assert calls == [{"n": 20, "seed": 0, "full": True}, {"n": 30, "seed": 0, "full": False},
+                     {"n": 12, "seed": 0, "full": True}]
+
+
+def test_demo_preprocess_profile_is_a_valid_study_section():
+    import yaml
+
+    from vbmkit.config import PreprocessConfig
+    from vbmkit.workflows.demo_study import DEMO_PREPROCESS, demo_yaml_text
+
+    study = yaml.safe_load(demo_yaml_text(full=True))
+    assert study["inputs"]["t1"] == ["cohort"] and "maps" not in study["inputs"]
+    assert PreprocessConfig(**study["preprocess"]) == PreprocessConfig(**DEMO_PREPROCESS)
+    assert study["preprocess"]["jobs"] == 2
