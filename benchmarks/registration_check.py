@@ -122,8 +122,8 @@ def ds002748(n: int, affine_only: bool) -> None:
         if affine_only:
             print(f"{sub:10s} affine {ta:5.1f} s  loss {aff.loss:.4f}  brain-mask Dice vs template {dice:.3f}", flush=True)
             continue
-        seg = st.segment_in_template_space(nat, mask, aff.matrix, PreprocessConfig(), device=torch.device("cpu"))
-        moving = st._to_output_grid(seg.probs[:2], seg.grid, shoot.grid)
+        seg = st.segment_native(nat, mask, aff.matrix, PreprocessConfig(), device=torch.device("cpu"))
+        moving = st.tissue_on_output_grid(seg, aff.matrix)
         _row(sub, moving, shoot.data[:2], seconds_affine=ta, extra=f"mask Dice {dice:.3f}")
 
 

@@ -1,6 +1,11 @@
 """Segmentation accuracy: Dice on synthetic phantoms (truth known) and on real anatomy against
 FSL FAST and FreeSurfer (``../shared/data/segref``). Prints the figures.
 
+Real anatomy variants: ``no priors`` and ``priors`` segment the native image directly (affine
+priors); ``pipeline affine`` and ``pipeline`` run what ``vbmkit preprocess`` runs (deepbet mask,
+affine, segmentation in subject space, native p1-p3) with one pass of affine priors, or with the
+second pass under priors deformed by a coarse nonlinear registration (the default).
+
 Usage: ``python benchmarks/segment_accuracy.py [--seeds 5] [--skip-real] [--skip-phantoms]``
 """
 
@@ -128,6 +133,28 @@ def compare(name: str, ours: np.ndarray, ref: np.ndarray) -> list[float]:
     return d
 
 
+def pipeline_labels(path: Path, device: str, *, deformed: bool) -> tuple[np.ndarray, float]:
+    """The native p1/p2/p3 that ``vbmkit preprocess`` writes for ``path`` (its own brain mask,
+    affine, segmentation in subject space), as CAT12 codes
+    (argmax; 0 where all three are 0). ``deformed``: the second segmentation with deformed priors."""
+    from vbmkit.config import PreprocessConfig
+    from vbmkit.workflows import subject_steps as steps
+
+    settings = PreprocessConfig(deformed_priors=deformed)
+    dev = torch.device(device)
+    t0 = time.perf_counter()
+    native = steps.load_t1(path)
+    bm = steps.extract_brain(native.data, settings, device=dev)
+    aff = steps.affine_to_template(native, bm.mask, device=dev)
+    seg = steps.segment_native(native, bm.mask, aff.matrix, settings, device=dev)
+    if deformed:
+        priors = steps.deformed_priors(seg, aff.matrix, device=dev)
+        seg = steps.segment_native(native, bm.mask, aff.matrix, settings, device=dev, priors=priors,
+                                   prior_weight=steps.DEFORMED_PRIOR_WEIGHT)
+    probs = steps.to_native(seg, native.grid)[1:]
+    return hard_labels(probs, probs.sum(0) > 0), time.perf_counter() - t0
+
+
 def run_real(device: str, variants: list[str]) -> None:
     from vbmkit.io.nifti import load_volume
 
@@ -141,14 +168,19 @@ def run_real(device: str, variants: list[str]) -> None:
     fs = load_volume(SEGREF / "niivue_fs_norm.mgz")
     aseg = load_volume(SEGREF / "niivue_fs_aparc.a2009s+aseg.mgz").data.numpy().round().astype(np.int64)
     fs_mask = largest_component(fs.data.numpy() > 0)
+    paths = {"FAST": SEGREF / "nii2mesh_bet_T1.nii.gz", "FreeSurfer": SEGREF / "niivue_fs_norm.mgz"}
     for variant in variants:
         for label, vol, bmask in (("FAST", t1, mask), ("FreeSurfer", fs, fs_mask)):
-            pri, dt_aff = (None, 0.0) if variant == "no priors" else template_priors(vol, bmask, device)
-            t0 = time.perf_counter()
-            seg = segment(vol.data, torch.from_numpy(bmask), priors=pri,
-                          voxel_size_mm=tuple(vol.grid.voxel_size.tolist()), device=device)
-            dt = time.perf_counter() - t0
-            ours = hard_labels(seg.probs, torch.from_numpy(bmask))
+            if variant.startswith("pipeline"):
+                ours, dt = pipeline_labels(paths[label], device, deformed=variant == "pipeline")
+                dt_aff = 0.0
+            else:
+                pri, dt_aff = (None, 0.0) if variant == "no priors" else template_priors(vol, bmask, device)
+                t0 = time.perf_counter()
+                seg = segment(vol.data, torch.from_numpy(bmask), priors=pri,
+                              voxel_size_mm=tuple(vol.grid.voxel_size.tolist()), device=device)
+                dt = time.perf_counter() - t0
+                ours = hard_labels(seg.probs, torch.from_numpy(bmask))
             tag = f"vs {label:10s} ({variant}; segment {dt:.1f} s, affine {dt_aff:.1f} s, load {os.getloadavg()[0]:.1f})"
             if label == "FAST":
                 d = compare(f"REAL {tag}", ours, ref)
@@ -166,7 +198,10 @@ def main() -> None:
     ap.add_argument("--skip-real", action="store_true")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--phantom-variants", default="priors", help="comma list of 'priors', 'no priors'")
-    ap.add_argument("--real-variants", default="no priors,priors", help="comma list of 'no priors', 'priors'")
+    ap.add_argument("--real-variants", default="no priors,priors,pipeline affine,pipeline",
+                    help="comma list of 'no priors', 'priors' (native-space segmentation, affine priors), "
+                         "'pipeline affine' (vbmkit preprocess's segmentation with deformed_priors: false), "
+                         "'pipeline' (vbmkit preprocess: second segmentation with deformed priors)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

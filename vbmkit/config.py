@@ -43,6 +43,10 @@ class PreprocessConfig(_Section):
         "Run deepbet brain extraction: 'auto' always runs it and never cuts brain on skull-stripped input."))
     save_deformation: bool = Field(False, description="Also write the deformation field y_<name>.nii.gz.")
     segmentation_resolution_mm: float = Field(1.0, gt=0.3, le=2.0, description="Voxel size of the segmentation grid in mm.")
+    deformed_priors: bool = Field(True, description=(
+        "Segment twice: the second time with the template priors deformed onto the subject by a "
+        "coarse nonlinear registration of the first result (as SPM's unified segmentation); "
+        "false: affine priors only (faster, less accurate)."))
     registration_iterations: list[int] = Field(default_factory=lambda: [40, 30, 10], description=(
         "Nonlinear registration updates at 6, 3 and 1.5 mm (coarse to fine; 0 skips a level, "
         "e.g. [40, 30, 0] for a fast, coarser warp)."))

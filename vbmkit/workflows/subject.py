@@ -25,14 +25,14 @@ from vbmkit.errors import ConfigError
 from vbmkit.io.bids import T1Input
 
 # Bump when a change of the pipeline changes its outputs: finished subjects are then redone.
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3
 NATIVE_MAPS = ("p0", "p1", "p2", "p3")
 WARPED_MAPS = ("mwp1", "mwp2")
 # Settings that do not change outputs, so changing them does not redo finished subjects.
 _NOT_HASHED = ("jobs",)
-# Settings added after pipeline version 2: left out of the hash while at their default, so
+# Settings added after pipeline version 2 (deformed_priors: version 3): left out of the hash while at their default, so
 # outputs made before they existed (with what is now their default) stay valid.
-_HASHED_WHEN_CHANGED = ("registration_iterations",)
+_HASHED_WHEN_CHANGED = ("registration_iterations", "deformed_priors")
 
 Progress = Callable[[str], None]
 
@@ -166,13 +166,19 @@ def preprocess_subject(t1: T1Input, out: Path, settings: PreprocessConfig, *,
     with clock.step("affine"):
         aff = steps.affine_to_template(native, bm.mask, device=device)
     with clock.step("segment"):
-        seg = steps.segment_in_template_space(native, bm.mask, aff.matrix, settings, device=device)
+        seg = steps.segment_native(native, bm.mask, aff.matrix, settings, device=device)
+    if settings.deformed_priors:
+        with clock.step("segment_deformed_priors"):
+            priors = steps.deformed_priors(seg, aff.matrix, device=device)
+            seg = steps.segment_native(native, bm.mask, aff.matrix, settings, device=device,
+                                       priors=priors, prior_weight=steps.DEFORMED_PRIOR_WEIGHT)
+            del priors
     with clock.step("native_maps"):
-        native_maps = steps.to_native(seg, native.grid, aff.matrix)
+        native_maps = steps.to_native(seg, native.grid)
         volumes = steps.native_volumes(native_maps, native.grid)
         steps.write_native(paths, native_maps, native.grid, native.stored_affine)
     with clock.step("nonlinear"):
-        reg = steps.register_to_shooting_template(seg, settings, device=device)
+        reg = steps.register_to_shooting_template(seg, aff.matrix, settings, device=device)
     with clock.step("modulate"):
         warped = steps.warp_and_modulate(reg, aff.matrix, native_maps[1:3], native.grid)
         del native_maps

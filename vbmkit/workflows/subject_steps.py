@@ -43,7 +43,8 @@ class AffineStep:
 
 @dataclass(frozen=True, eq=False)
 class SegmentationStep:
-    """Segmentation on the template-space grid ``grid``.
+    """Segmentation on ``grid`` (subject space: the native grid or native axes at the
+    segmentation resolution).
 
     ``p0`` (X, Y, Z) 0..3 label, ``probs`` (3, X, Y, Z) GM, WM, CSF, ``info`` a JSON-able dict.
     """
@@ -122,6 +123,12 @@ AFFINE_MM = 2.0
 #: Downsampling factors of the nonlinear registration levels on the 1.5 mm grid (6, 3, 1.5 mm),
 #: one per entry of ``PreprocessConfig.registration_iterations``.
 REGISTRATION_LEVELS = (4, 2, 1)
+#: (factor, updates) of the registration that deforms the priors for the second segmentation
+#: (6 and 3 mm: the priors are smooth, a finer warp changes the segmentation little).
+PRIOR_REGISTRATION = ((4, 40), (2, 30))
+#: Exponent of the deformed priors: aligned to the subject, they can be trusted fully (the
+#: affine-only priors are tempered by the default 0.5 of :func:`vbmkit.preprocess.segment.segment`).
+DEFORMED_PRIOR_WEIGHT = 1.0
 _T1_TEMPLATE: list[tuple[torch.Tensor, Grid, Grid]] = []
 
 
@@ -141,43 +148,104 @@ def _t1_template() -> tuple[torch.Tensor, Grid, Grid]:
     return _T1_TEMPLATE[0]
 
 
-def segmentation_grid(settings: PreprocessConfig) -> Grid:
-    """The field of view of Template_05mm_bet at ``segmentation_resolution_mm`` (template mm)."""
+def segmentation_grid(native: Grid, settings: PreprocessConfig) -> Grid:
+    """The grid the segmentation runs on: the native grid when its voxels are already
+    ``segmentation_resolution_mm`` cubes, else the native field of view (native axes) at that
+    resolution."""
     from vbmkit.preprocess.grids import grid_at_resolution
 
-    return grid_at_resolution(_t1_template()[2], settings.segmentation_resolution_mm)
+    r = settings.segmentation_resolution_mm
+    if np.allclose(native.voxel_size, r, atol=1e-3):
+        return native
+    return grid_at_resolution(native, r)
 
 
-def segment_in_template_space(native: NativeT1, mask: torch.Tensor, matrix: np.ndarray,
-                              settings: PreprocessConfig, *, device: torch.device) -> SegmentationStep:
-    """Pull the T1 and its mask onto the segmentation grid and segment there with the
-    Template_4_GS priors (GM, WM, and CSF = the template's third class inside the brain)."""
+def affine_priors(grid: Grid, matrix: np.ndarray) -> torch.Tensor:
+    """(3, X, Y, Z) Template_4_GS GM, WM, rest on ``grid`` (subject mm) through the affine."""
     from vbmkit.io.templates import load_shooting_template
+
+    shooting = load_shooting_template()
+    return resample(shooting.data[None], shooting.grid, grid, target_to_source_mm=np.linalg.inv(matrix))[0]
+
+
+def segment_native(native: NativeT1, mask: torch.Tensor, matrix: np.ndarray, settings: PreprocessConfig, *,
+                   device: torch.device, priors: torch.Tensor | None = None,
+                   prior_weight: float | None = None) -> SegmentationStep:
+    """Segment the T1 in subject space (on :func:`segmentation_grid`) with spatial priors: by
+    default Template_4_GS (GM, WM, and CSF = the template's third class inside the brain) through
+    the affine alone (:func:`affine_priors`); ``priors`` (3, X, Y, Z) on the segmentation grid
+    replace them (:func:`deformed_priors`), with ``prior_weight`` as the exponent when given.
+    Segmenting where the image lies (as SPM and CAT12 do) interpolates it at most once."""
     from vbmkit.preprocess.intensity import normalize_intensity
     from vbmkit.preprocess.segment import segment
 
-    grid = segmentation_grid(settings)
+    grid = segmentation_grid(native.grid, settings)
     dev_mask = mask.to(native.data.device)
     image, _ = normalize_intensity(native.data * dev_mask, dev_mask, clip_max=None)
-    pair = torch.stack([image, dev_mask.float()])[None]
-    moved = resample(pair, native.grid, grid, target_to_source_mm=matrix)[0]
-    t1_seg, mask_seg = moved[0], moved[1] > 0.5
-    shooting = load_shooting_template()
-    priors = resample(shooting.data[None], shooting.grid, grid)[0]
+    if grid is native.grid:
+        t1_seg, mask_seg = image, dev_mask.bool()
+    else:
+        moved = resample(torch.stack([image, dev_mask.float()])[None], native.grid, grid)[0]
+        t1_seg, mask_seg = moved[0], moved[1] > 0.5
+    if priors is None:
+        priors = affine_priors(grid, matrix)
+    elif tuple(priors.shape) != (3, *grid.shape):
+        raise ValueError(f"priors: expected (3, {', '.join(map(str, grid.shape))}) on the segmentation grid; "
+                         f"got {tuple(priors.shape)}")
+    extra = {} if prior_weight is None else {"prior_weight": prior_weight}
     seg = segment(t1_seg.to(device), mask_seg.to(device), priors=priors.to(device),
-                  voxel_size_mm=tuple(float(v) for v in grid.voxel_size), device=device)
+                  voxel_size_mm=tuple(float(v) for v in grid.voxel_size), device=device, **extra)
     info = dict(seg.info) if isinstance(getattr(seg, "info", None), dict) else {}
     return SegmentationStep(p0=seg.p0.float().cpu(), probs=seg.probs.float().cpu(), grid=grid,
                             info=_jsonable(info))
 
 
-def to_native(seg: SegmentationStep, native: Grid, matrix: np.ndarray) -> torch.Tensor:
-    """(4, X, Y, Z) p0, p1 (GM), p2 (WM), p3 (CSF) on the native grid (trilinear)."""
-    maps = torch.cat([seg.p0[None], seg.probs])[None]
-    out = resample(maps, seg.grid, native, target_to_source_mm=np.linalg.inv(matrix))[0]
-    out[0].clamp_(0.0, 3.0)
-    out[1:].clamp_(0.0, 1.0)
-    return out
+def tissue_on_output_grid(seg: SegmentationStep, matrix: np.ndarray) -> torch.Tensor:
+    """(2, X, Y, Z) GM, WM of ``seg`` pulled onto the 1.5 mm output grid through the affine."""
+    from vbmkit.io.templates import load_shooting_template
+
+    shooting = load_shooting_template()
+    return resample(seg.probs[None, :2].float(), seg.grid, shooting.grid, target_to_source_mm=matrix)[0]
+
+
+def deformed_priors(seg: SegmentationStep, matrix: np.ndarray, *, device: torch.device) -> torch.Tensor:
+    """Template_4_GS priors deformed onto the subject, on the segmentation grid.
+
+    A first segmentation's GM/WM are registered to the template's (6 and 3 mm levels,
+    :data:`PRIOR_REGISTRATION`); the template's GM, WM and rest are pulled through the inverse
+    map (template -> subject) and then through the affine onto the segmentation grid. As in SPM's
+    unified segmentation, the priors then follow the subject's own folding instead of the
+    affinely aligned group average, which is blurred over every brain's sulci.
+
+    Returns
+    -------
+    torch.Tensor
+        (3, X, Y, Z) GM, WM, rest on ``seg.grid`` (float32, CPU).
+    """
+    from vbmkit.io.templates import load_shooting_template
+    from vbmkit.preprocess.nonlinear import register_nonlinear
+    from vbmkit.preprocess.warp import warp
+
+    shooting = load_shooting_template()
+    moving = tissue_on_output_grid(seg, matrix)
+    scales, iterations = zip(*PRIOR_REGISTRATION, strict=True)
+    result = register_nonlinear(moving.to(device), shooting.data[:2].to(device), scales=scales,
+                                iterations=iterations, compute_inverse=True, device=device)
+    pulled = warp(shooting.data[None].to(device).float(), result.inverse.detach())[0]
+    rest = (1.0 - pulled[0] - pulled[1]).clamp(0.0, 1.0)  # outside the field of view, too
+    pulled = torch.stack([pulled[0], pulled[1], rest])
+    return resample(pulled[None].cpu(), shooting.grid, seg.grid, target_to_source_mm=np.linalg.inv(matrix))[0]
+
+
+def to_native(seg: SegmentationStep, native: Grid) -> torch.Tensor:
+    """(4, X, Y, Z) p0, p1 (GM), p2 (WM), p3 (CSF) on the native grid (trilinear when the
+    segmentation grid differs)."""
+    maps = torch.cat([seg.p0[None], seg.probs])
+    if seg.grid is not native:
+        maps = resample(maps[None], seg.grid, native)[0]
+    maps[0].clamp_(0.0, 3.0)
+    maps[1:].clamp_(0.0, 1.0)
+    return maps
 
 
 def native_volumes(native_maps: torch.Tensor, grid: Grid) -> dict[str, float]:
@@ -197,32 +265,21 @@ def write_native(paths: dict[str, Path], native_maps: torch.Tensor, grid: Grid, 
         save_volume(paths[key], native_maps[i], grid.affine, orientation_of=stored_affine, description=descr[key])
 
 
-def register_to_shooting_template(seg: SegmentationStep, settings: PreprocessConfig, *,
+def register_to_shooting_template(seg: SegmentationStep, matrix: np.ndarray, settings: PreprocessConfig, *,
                                   device: torch.device) -> RegistrationStep:
-    """GM/WM from the segmentation grid to the 1.5 mm output grid (both template space), then
+    """GM/WM from the segmentation grid to the 1.5 mm output grid through the affine, then
     nonlinear registration to Template_4_GS's GM/WM (``settings.registration_iterations`` at
     6, 3 and 1.5 mm; a level with 0 updates is skipped)."""
     from vbmkit.io.templates import load_shooting_template
     from vbmkit.preprocess.nonlinear import register_nonlinear
 
     shooting = load_shooting_template()
-    moving = _to_output_grid(seg.probs[:2], seg.grid, shooting.grid)
+    moving = tissue_on_output_grid(seg, matrix)
     template = shooting.data[:2]
     levels = [(f, n) for f, n in zip(REGISTRATION_LEVELS, settings.registration_iterations, strict=True) if n > 0]
     result = register_nonlinear(moving.to(device), template.to(device), scales=tuple(f for f, _ in levels),
                                 iterations=tuple(n for _, n in levels), compute_inverse=False, device=device)
     return RegistrationStep(moving=moving, template=template, grid=shooting.grid, result=result)
-
-
-def _to_output_grid(probs: torch.Tensor, source: Grid, target: Grid) -> torch.Tensor:
-    """Resample densities to a coarser grid, area-averaging first where the ratio is integer."""
-    from vbmkit.preprocess.grids import downsample
-
-    ratio = target.voxel_size / source.voxel_size
-    factors = tuple(int(r) if abs(r - round(r)) < 1e-6 and r >= 2 else 1 for r in ratio)
-    if factors != (1, 1, 1):
-        probs, source = downsample(probs, source, factors)
-    return resample(probs[None].float(), source, target)[0]
 
 
 def warp_and_modulate(reg: RegistrationStep, matrix: np.ndarray, native_tissue: torch.Tensor,
