@@ -42,7 +42,9 @@ class PreprocessConfig(_Section):
     skull_strip: Literal["auto", "always", "never"] = Field("auto", description=(
         "Run deepbet brain extraction: 'auto' always runs it and never cuts brain on skull-stripped input."))
     save_deformation: bool = Field(False, description="Also write the deformation field y_<name>.nii.gz.")
-    segmentation_resolution_mm: float = Field(1.0, gt=0.3, le=2.0, description="Voxel size of the segmentation grid in mm.")
+    segmentation_resolution_mm: float = Field(1.0, gt=0.3, le=2.0, description=(
+        "Voxel size of the segmentation grid in mm (subject space: the native grid when its voxels "
+        "already have this size, else resampled on native axes)."))
     deformed_priors: bool = Field(True, description=(
         "Segment twice: the second time with the template priors deformed onto the subject by a "
         "coarse nonlinear registration of the first result (as SPM's unified segmentation); "
