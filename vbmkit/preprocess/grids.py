@@ -1,8 +1,8 @@
 """Working grids of the preprocessing pipeline (pure tensor code).
 
 The pipeline moves data between four grids: the subject's native grid, a coarse grid for the
-affine registration, the segmentation grid (the template's field of view at 1 mm, in template
-space) and the 1.5 mm output grid of Template_4_GS. This module makes those grids and the
+affine registration, the segmentation grid (subject space: the native field of view at 1 mm)
+and the 1.5 mm output grid of Template_4_GS. This module makes those grids and the
 area-averaging downsampling between them.
 """
 
@@ -64,7 +64,7 @@ def factors_for(grid: Grid, target_mm: float) -> tuple[int, int, int]:
 def grid_at_resolution(grid: Grid, voxel_mm: float) -> Grid:
     """A grid over the same field of view (axis-aligned, same corner) with cubic ``voxel_mm`` voxels.
 
-    Used for the segmentation grid: the field of view of Template_05mm_bet at 1 mm.
+    Used for the segmentation grid: the native field of view at ``segmentation_resolution_mm``.
     """
     if not voxel_mm > 0:
         raise ImageError(f"grid_at_resolution: expected a positive voxel size in mm; got {voxel_mm}")

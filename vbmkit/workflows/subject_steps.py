@@ -6,8 +6,10 @@ Each step wires data between grids and calls pure functions of :mod:`vbmkit.prep
 
 - native: the input's voxel grid in RAS order (p0..p3 are written on it);
 - affine grid: Template_05mm_bet area-averaged to ~2 mm, and the subject likewise;
-- segmentation grid: the field of view of Template_05mm_bet at ``segmentation_resolution_mm``
-  (1 mm by default), in template space: the subject is pulled in through the affine;
+- segmentation grid: subject space, the native grid itself when its voxels are
+  ``segmentation_resolution_mm`` cubes (1 mm by default), else the native field of view on
+  native axes at that resolution; the template priors are pulled in through the affine (and,
+  for the second pass, through the inverse of a coarse nonlinear registration);
 - output grid: Template_4_GS, 113 x 137 x 113 at 1.5 mm.
 """
 
