@@ -27,9 +27,10 @@ def app_command(
     images: Annotated[bool, typer.Option("--images/--no-images", help="Make the T1 images (else only truth/ "
                                          "maps and participants.tsv, for statistics-only runs).")] = True,
 ) -> None:
-    """Simulate T1 images from the CAT12 template with GM loss growing with age in named LPBA40
-    regions, a patient-control difference in another, head size by sex, random deformations,
-    bias and noise; writes participants.tsv and truth/ (tissue and effect maps).
+    """Simulate T1 images from the CAT12 template with atrophy (tissue shrinkage, CSF filling the
+    space) growing with age in named LPBA40 regions, a patient-control difference in another,
+    head size by sex, random deformations, bias and noise; writes participants.tsv and truth/
+    (tissue and effect maps).
     """
     from vbmkit.simulate.cohort import CohortParameters
     from vbmkit.workflows.simulate import AGE_REGIONS, GROUP_REGIONS, simulate_cohort
@@ -40,5 +41,5 @@ def app_command(
                               progress=lambda sid: typer.echo(f"  {sid}"))
     typer.echo(f"{summary['n']} subjects in {out} ({len(summary['written'])} written, "
                f"{len(summary['skipped'])} already there); participants.tsv, truth/")
-    typer.echo(f"planted: GM loss with age in {', '.join(AGE_REGIONS)}; "
+    typer.echo(f"planted: atrophy with age in {', '.join(AGE_REGIONS)}; "
                f"patients < controls in {', '.join(GROUP_REGIONS)}; head size by sex")
