@@ -86,7 +86,7 @@ def fast_case() -> None:
     lab, _ = ndimage.label(t1.data.numpy() > 0)  # the source added two spheres: keep the brain
     mask = torch.from_numpy(lab == np.argmax(np.bincount(lab.ravel())[1:]) + 1)
     moving2, mgrid = downsample(torch.stack([t1.data * mask, mask.float()]), t1.grid, factors_for(t1.grid, 2.0))
-    fixed2, fgrid, _ = st._t1_template()
+    fixed2, fgrid = st._t1_template()
     t0 = time.perf_counter()
     aff = register_affine(moving2[0], mgrid, fixed2[0], fgrid, moving_mask=moving2[1], fixed_mask=fixed2[1])
     ta = time.perf_counter() - t0
@@ -109,7 +109,7 @@ def ds002748(n: int, affine_only: bool) -> None:
 
     subjects = sorted(p.name for p in (DATA / "ds002748").glob("sub-*"))[:n]
     shoot = load_shooting_template()
-    fixed2, fgrid, _ = st._t1_template()
+    fixed2, fgrid = st._t1_template()
     for sub in subjects:
         nat = st.load_t1(DATA / "ds002748" / sub / "anat" / f"{sub}_T1w.nii.gz")
         mask = nat.data > 0  # ds002748 is skull-stripped
@@ -122,7 +122,8 @@ def ds002748(n: int, affine_only: bool) -> None:
         if affine_only:
             print(f"{sub:10s} affine {ta:5.1f} s  loss {aff.loss:.4f}  brain-mask Dice vs template {dice:.3f}", flush=True)
             continue
-        seg = st.segment_native(nat, mask, aff.matrix, PreprocessConfig(), device=torch.device("cpu"))
+        seg = st.segment_native(st.segmentation_input(nat, mask, PreprocessConfig()), aff.matrix,
+                                device=torch.device("cpu"))
         moving = st.tissue_on_output_grid(seg, aff.matrix)
         _row(sub, moving, shoot.data[:2], seconds_affine=ta, extra=f"mask Dice {dice:.3f}")
 

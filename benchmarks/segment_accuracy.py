@@ -146,11 +146,10 @@ def pipeline_labels(path: Path, device: str, *, deformed: bool) -> tuple[np.ndar
     native = steps.load_t1(path)
     bm = steps.extract_brain(native.data, settings, device=dev)
     aff = steps.affine_to_template(native, bm.mask, device=dev)
-    seg = steps.segment_native(native, bm.mask, aff.matrix, settings, device=dev)
+    inp = steps.segmentation_input(native, bm.mask, settings)
+    seg = steps.segment_native(inp, aff.matrix, device=dev)
     if deformed:
-        priors = steps.deformed_priors(seg, aff.matrix, device=dev)
-        seg = steps.segment_native(native, bm.mask, aff.matrix, settings, device=dev, priors=priors,
-                                   prior_weight=steps.DEFORMED_PRIOR_WEIGHT)
+        seg = steps.segment_with_deformed_priors(inp, seg, aff.matrix, device=dev)
     probs = steps.to_native(seg, native.grid)[1:]
     return hard_labels(probs, probs.sum(0) > 0), time.perf_counter() - t0
 

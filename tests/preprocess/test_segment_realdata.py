@@ -33,10 +33,9 @@ def test_fast_agreement(shared_data):
     native = steps.load_t1(ref_dir / "nii2mesh_bet_T1.nii.gz")
     bm = steps.extract_brain(native.data, settings, device=cpu)
     aff = steps.affine_to_template(native, bm.mask, device=cpu)
-    first = steps.segment_native(native, bm.mask, aff.matrix, settings, device=cpu)
-    seg = steps.segment_native(native, bm.mask, aff.matrix, settings, device=cpu,
-                               priors=steps.deformed_priors(first, aff.matrix, device=cpu),
-                               prior_weight=steps.DEFORMED_PRIOR_WEIGHT)
+    inp = steps.segmentation_input(native, bm.mask, settings)
+    first = steps.segment_native(inp, aff.matrix, device=cpu)
+    seg = steps.segment_with_deformed_priors(inp, first, aff.matrix, device=cpu)
     probs = steps.to_native(seg, native.grid)[1:].numpy()
     ours = np.where(probs.sum(0) > 0, np.array([2, 3, 1])[probs.argmax(0)], 0)
     sel = ref > 0

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from vbmkit.preprocess.jacobian import jacobian_determinant
-from vbmkit.simulate.phantom import identity_voxels, sample_voxels
+from vbmkit.preprocess.warp import displacement_to_deformation, warp
 
 
 def poisson_potential(source: torch.Tensor) -> torch.Tensor:
@@ -74,7 +74,7 @@ def shrink_field(weight: torch.Tensor) -> torch.Tensor:
 
 def pull(maps: torch.Tensor, displacement: torch.Tensor) -> torch.Tensor:
     """(C, X, Y, Z) maps sampled at ``x + displacement(x)`` (trilinear; zeros outside the box)."""
-    return sample_voxels(maps.float(), identity_voxels(tuple(maps.shape[1:])) + displacement)
+    return warp(maps[None].float(), displacement_to_deformation(displacement[None]))[0]
 
 
 def invert_displacement(displacement: torch.Tensor, *, iterations: int = 12) -> torch.Tensor:
@@ -83,14 +83,13 @@ def invert_displacement(displacement: torch.Tensor, *, iterations: int = 12) -> 
     Fixed point ``u(y) = -v(y + u(y))``; it converges when the largest derivative of ``v`` is
     below 1 (the atrophy fields here: about 0.5 at 30 % loss).
     """
-    u = -displacement
-    ident = identity_voxels(tuple(displacement.shape[1:]))
+    field = displacement[None]
+    u = -field
     for _ in range(iterations):
-        u = -sample_voxels(displacement, ident + u, padding="border")
-    return u
+        u = -warp(field, displacement_to_deformation(u), padding_mode="border")
+    return u[0]
 
 
 def displacement_jacobian(displacement: torch.Tensor) -> torch.Tensor:
     """(X, Y, Z) ``det(I + D displacement)``: the local volume ratio of ``x -> x + displacement(x)``."""
-    ident = identity_voxels(tuple(displacement.shape[1:]))
-    return jacobian_determinant((ident + displacement).permute(1, 2, 3, 0))
+    return jacobian_determinant(displacement_to_deformation(displacement[None])[0])

@@ -104,21 +104,17 @@ def smooth_random_field(shape: Sequence[int], spacing_vox: float, *, generator: 
     return (field / scale).to(dtype)
 
 
-def identity_voxels(shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """(3, X, Y, Z) voxel indices of every voxel."""
-    axes = [torch.arange(int(n), dtype=dtype) for n in shape]
-    return torch.stack(torch.meshgrid(*axes, indexing="ij"))
+def _identity(shape, dtype) -> torch.Tensor:
+    axes = [torch.arange(n, dtype=dtype) for n in shape]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"))  # (3, X, Y, Z) voxel indices
 
 
-def sample_voxels(maps: torch.Tensor, coords: torch.Tensor, *, padding: str = "zeros") -> torch.Tensor:
-    """Trilinear lookup of (C, X, Y, Z) ``maps`` at voxel ``coords`` (3, X', Y', Z').
-
-    ``padding``: ``"zeros"`` outside the box, or ``"border"`` (nearest edge value).
-    """
+def _sample(maps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Trilinear lookup of (C, X, Y, Z) ``maps`` at voxel ``coords`` (3, X, Y, Z); zeros outside."""
     size = torch.tensor(maps.shape[1:], dtype=coords.dtype).reshape(3, 1, 1, 1)
     norm = 2.0 * coords / (size - 1).clamp_min(1) - 1.0
     grid = norm.permute(1, 2, 3, 0).flip(-1)[None]  # grid_sample wants (z, y, x) last
-    return F.grid_sample(maps[None], grid, mode="bilinear", padding_mode=padding, align_corners=True)[0]
+    return F.grid_sample(maps[None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
 
 
 def make_phantom(
@@ -202,7 +198,7 @@ def make_phantom(
         u = u / mag * (deformation_mm / vox.reshape(3, 1, 1, 1))
     else:
         u = torch.zeros((3, *shape))
-    tissue = sample_voxels(maps, identity_voxels(shape) + u).clamp(0, 1)
+    tissue = _sample(maps, _identity(shape, torch.float32) + u).clamp(0, 1)
     total = tissue.sum(0)
     brain = total > 0.5
     tissue = torch.where(brain, tissue / total.clamp_min(1e-6), torch.zeros_like(tissue))

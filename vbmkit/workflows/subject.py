@@ -166,13 +166,12 @@ def preprocess_subject(t1: T1Input, out: Path, settings: PreprocessConfig, *,
     with clock.step("affine"):
         aff = steps.affine_to_template(native, bm.mask, device=device)
     with clock.step("segment"):
-        seg = steps.segment_native(native, bm.mask, aff.matrix, settings, device=device)
+        seg_input = steps.segmentation_input(native, bm.mask, settings)
+        seg = steps.segment_native(seg_input, aff.matrix, device=device)
     if settings.deformed_priors:
         with clock.step("segment_deformed_priors"):
-            priors = steps.deformed_priors(seg, aff.matrix, device=device)
-            seg = steps.segment_native(native, bm.mask, aff.matrix, settings, device=device,
-                                       priors=priors, prior_weight=steps.DEFORMED_PRIOR_WEIGHT)
-            del priors
+            seg = steps.segment_with_deformed_priors(seg_input, seg, aff.matrix, device=device)
+    del seg_input
     with clock.step("native_maps"):
         native_maps = steps.to_native(seg, native.grid)
         volumes = steps.native_volumes(native_maps, native.grid)

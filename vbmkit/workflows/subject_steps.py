@@ -114,7 +114,7 @@ def affine_to_template(native: NativeT1, mask: torch.Tensor, *, device: torch.de
     m = mask.to(native.data.device)
     moving_pair, moving_grid = downsample(torch.stack([native.data * m, m.float()]), native.grid,
                                           factors_for(native.grid, AFFINE_MM))
-    fixed_pair, fixed_grid, _ = _t1_template()
+    fixed_pair, fixed_grid = _t1_template()
     res = register_affine(moving_pair[0].to(device), moving_grid, fixed_pair[0].to(device), fixed_grid,
                           moving_mask=moving_pair[1].to(device), fixed_mask=fixed_pair[1].to(device),
                           device=device)
@@ -131,11 +131,11 @@ PRIOR_REGISTRATION = ((4, 40), (2, 30))
 #: Exponent of the deformed priors: aligned to the subject, they can be trusted fully (the
 #: affine-only priors are tempered by the default 0.5 of :func:`vbmkit.preprocess.segment.segment`).
 DEFORMED_PRIOR_WEIGHT = 1.0
-_T1_TEMPLATE: list[tuple[torch.Tensor, Grid, Grid]] = []
+_T1_TEMPLATE: list[tuple[torch.Tensor, Grid]] = []
 
 
-def _t1_template() -> tuple[torch.Tensor, Grid, Grid]:
-    """(template and mask (> 0) area-averaged to ~2 mm, their grid, the 0.5 mm grid), once per process.
+def _t1_template() -> tuple[torch.Tensor, Grid]:
+    """(template and mask (> 0) area-averaged to ~2 mm, their grid), once per process.
 
     The 0.5 mm template takes seconds to read and 190 MB; only its 2 mm version is kept.
     """
@@ -146,7 +146,7 @@ def _t1_template() -> tuple[torch.Tensor, Grid, Grid]:
         tmpl = load_t1_template()
         t = tmpl.data[0]
         pair, grid = downsample(torch.stack([t, (t > 0).float()]), tmpl.grid, factors_for(tmpl.grid, AFFINE_MM))
-        _T1_TEMPLATE.append((pair, grid, tmpl.grid))
+        _T1_TEMPLATE.append((pair, grid))
     return _T1_TEMPLATE[0]
 
 
@@ -170,36 +170,57 @@ def affine_priors(grid: Grid, matrix: np.ndarray) -> torch.Tensor:
     return resample(shooting.data[None], shooting.grid, grid, target_to_source_mm=np.linalg.inv(matrix))[0]
 
 
-def segment_native(native: NativeT1, mask: torch.Tensor, matrix: np.ndarray, settings: PreprocessConfig, *,
-                   device: torch.device, priors: torch.Tensor | None = None,
-                   prior_weight: float | None = None) -> SegmentationStep:
-    """Segment the T1 in subject space (on :func:`segmentation_grid`) with spatial priors: by
-    default Template_4_GS (GM, WM, and CSF = the template's third class inside the brain) through
-    the affine alone (:func:`affine_priors`); ``priors`` (3, X, Y, Z) on the segmentation grid
-    replace them (:func:`deformed_priors`), with ``prior_weight`` as the exponent when given.
-    Segmenting where the image lies (as SPM and CAT12 do) interpolates it at most once."""
+@dataclass(frozen=True, eq=False)
+class SegmentationInput:
+    """The normalised T1 ``image`` (X, Y, Z) and bool brain ``mask`` on the segmentation ``grid``."""
+
+    image: torch.Tensor
+    mask: torch.Tensor
+    grid: Grid
+
+
+def segmentation_input(native: NativeT1, mask: torch.Tensor, settings: PreprocessConfig) -> SegmentationInput:
+    """The T1 (brain 95th percentile = 1) and its mask on :func:`segmentation_grid`: as they are,
+    or interpolated once when the native voxels are not of the segmentation resolution."""
     from vbmkit.preprocess.intensity import normalize_intensity
-    from vbmkit.preprocess.segment import segment
 
     grid = segmentation_grid(native.grid, settings)
     dev_mask = mask.to(native.data.device)
     image, _ = normalize_intensity(native.data * dev_mask, dev_mask, clip_max=None)
     if grid is native.grid:
-        t1_seg, mask_seg = image, dev_mask.bool()
-    else:
-        moved = resample(torch.stack([image, dev_mask.float()])[None], native.grid, grid)[0]
-        t1_seg, mask_seg = moved[0], moved[1] > 0.5
+        return SegmentationInput(image=image, mask=dev_mask.bool(), grid=grid)
+    moved = resample(torch.stack([image, dev_mask.float()])[None], native.grid, grid)[0]
+    return SegmentationInput(image=moved[0], mask=moved[1] > 0.5, grid=grid)
+
+
+def segment_native(inp: SegmentationInput, matrix: np.ndarray, *, device: torch.device,
+                   priors: torch.Tensor | None = None, prior_weight: float | None = None) -> SegmentationStep:
+    """Segment the T1 in subject space (:func:`segmentation_input`) with spatial priors: by
+    default Template_4_GS (GM, WM, and CSF = the template's third class inside the brain) through
+    the affine alone (:func:`affine_priors`); ``priors`` (3, X, Y, Z) on the segmentation grid
+    replace them (:func:`deformed_priors`), with ``prior_weight`` as the exponent when given.
+    Segmenting where the image lies (as SPM and CAT12 do) interpolates it at most once."""
+    from vbmkit.preprocess.segment import segment
+
+    grid = inp.grid
     if priors is None:
         priors = affine_priors(grid, matrix)
     elif tuple(priors.shape) != (3, *grid.shape):
         raise ValueError(f"priors: expected (3, {', '.join(map(str, grid.shape))}) on the segmentation grid; "
                          f"got {tuple(priors.shape)}")
     extra = {} if prior_weight is None else {"prior_weight": prior_weight}
-    seg = segment(t1_seg.to(device), mask_seg.to(device), priors=priors.to(device),
+    seg = segment(inp.image.to(device), inp.mask.to(device), priors=priors.to(device),
                   voxel_size_mm=tuple(float(v) for v in grid.voxel_size), device=device, **extra)
     info = dict(seg.info) if isinstance(getattr(seg, "info", None), dict) else {}
     return SegmentationStep(p0=seg.p0.float().cpu(), probs=seg.probs.float().cpu(), grid=grid,
                             info=_jsonable(info))
+
+
+def segment_with_deformed_priors(inp: SegmentationInput, first: SegmentationStep, matrix: np.ndarray, *,
+                                 device: torch.device) -> SegmentationStep:
+    """The second segmentation: under :func:`deformed_priors` of the ``first`` one, at full weight."""
+    priors = deformed_priors(first, matrix, device=device)
+    return segment_native(inp, matrix, device=device, priors=priors, prior_weight=DEFORMED_PRIOR_WEIGHT)
 
 
 def tissue_on_output_grid(seg: SegmentationStep, matrix: np.ndarray) -> torch.Tensor:
