@@ -9,7 +9,10 @@ Usage::
 subject: the table shape (regions x tissues), the sum of regional GM, the subject's total GM
 (the modulated map summed over the whole grid, and the native GM of the preprocessing report
 when there is one), the fraction the atlas covers, and whether the regional sum lies within
-10 % of the total. When every subject also has native ``p1``/``p2`` and ``y_`` (vbmkit preprocess
+10 % of the total. It then checks the atlas itself: the fraction of Template_4_GS's GM it
+covers, whether moving it by whole voxels covers more (it would if it sat off the template), and
+where the GM outside it lies (neuromorphometrics structures), for the subjects next to the
+template. When every subject also has native ``p1``/``p2`` and ``y_`` (vbmkit preprocess
 with ``save_deformation: true``), it runs ``--native`` too and prints how the native-space
 volumes (CAT12's way) agree with the template-space ones (correlation over regions, median and
 largest relative difference, sums).
@@ -40,38 +43,37 @@ def native_gm(prep: Path, subject: str) -> float | None:
     return json.loads(report.read_text()).get("volumes_ml", {}).get("gm")
 
 
-def atlas_coverage_of_template() -> float:
-    """Fraction of Template_4_GS GM (sum of its GM probabilities) inside the LPBA40 labels."""
-    from vbmkit.io.atlas import load_atlas
-    from vbmkit.io.templates import load_shooting_template
-
-    shooting = load_shooting_template()
-    labels = np.asarray(load_atlas("lpba40", grid=shooting.grid).labels)
-    gm = shooting.data[0].numpy()
-    return float(gm[labels > 0].sum() / gm.sum())
-
-
-def uncovered_gm_by_structure(top: int = 8) -> list[tuple[str, float, float]]:
-    """Where the Template_4_GS GM outside LPBA40 lies, by neuromorphometrics structure.
-
-    Returns ``(structure, percent of all template GM, percent of that structure's GM uncovered)``
-    for the ``top`` largest contributions (both atlases on the 1.5 mm output grid).
-    """
+def _atlases_on_template_grid():
+    """Template_4_GS GM, LPBA40 and neuromorphometrics labels on the 1.5 mm output grid (RAS)."""
     from vbmkit.io.atlas import load_atlas
     from vbmkit.io.templates import load_shooting_template
 
     shooting = load_shooting_template()
     lpba = np.asarray(load_atlas("lpba40", grid=shooting.grid).labels)
     nmm = load_atlas("neuromorphometrics", grid=shooting.grid)
-    other = np.asarray(nmm.labels).astype(np.int64)
     names = dict(zip(nmm.table["region_id"], nmm.table["name"], strict=True))
     gm = shooting.data[0].numpy().astype(np.float64)
+    return gm, lpba, np.asarray(nmm.labels).astype(np.int64), names
+
+
+def coverage(gm: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of the GM (sum of probabilities or mL) inside labels > 0."""
+    return float(gm[labels > 0].sum() / gm.sum())
+
+
+def shifted_coverage(gm: np.ndarray, labels: np.ndarray, shifts=(-2, -1, 1, 2)) -> dict[tuple[int, int], float]:
+    """Coverage with the label image moved by whole voxels (1.5 mm) along each axis.
+
+    Returns ``{(axis, shift): fraction}``; if the atlas sat off the template, some shift would
+    cover more GM than none.
+    """
+    return {(axis, s): coverage(gm, np.roll(labels, s, axis=axis)) for axis in range(3) for s in shifts}
+
+
+def uncovered_by_structure(gm: np.ndarray, lpba: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """GM outside LPBA40 per neuromorphometrics label, as a fraction of all GM (index = label id)."""
     outside = lpba == 0
-    lost = np.bincount(other[outside], weights=gm[outside], minlength=other.max() + 1)
-    whole = np.bincount(other.ravel(), weights=gm.ravel(), minlength=other.max() + 1)
-    order = np.argsort(lost)[::-1][:top]
-    return [(names.get(int(i), "no neuromorphometrics label"), 100 * lost[i] / gm.sum(),
-             100 * lost[i] / max(whole[i], 1e-12)) for i in order]
+    return np.bincount(other[outside], weights=gm[outside], minlength=other.max() + 1) / gm.sum()
 
 
 def main() -> None:
@@ -103,13 +105,28 @@ def main() -> None:
     print(f"atlas covers GM: median {table['atlas_fraction'].median():.3f} "
           f"(min {table['atlas_fraction'].min():.3f}, max {table['atlas_fraction'].max():.3f}); "
           f"within 10 %: {int(table['within_10pct'].sum())}/{len(table)}")
-    template_fraction = atlas_coverage_of_template()
+    gm_template, lpba, other, names = _atlases_on_template_grid()
+    template_fraction = coverage(gm_template, lpba)
     print(f"for scale: the atlas covers {template_fraction:.3f} of Template_4_GS's own GM (LPBA40 has no "
           "thalamus, and its cortical labels stop short of the template's GM rim), so a subject matching "
           "the template exactly would be at that fraction too")
-    print("template GM outside LPBA40, by neuromorphometrics structure (% of all GM; % of the structure's GM):")
-    for name, share, part in uncovered_gm_by_structure():
-        print(f"  {name}: {share:.2f} %; {part:.0f} % of it")
+    shifted = shifted_coverage(gm_template, lpba)
+    best = max(shifted, key=shifted.get)
+    print(f"alignment: atlas moved by whole voxels along one axis covers at most {shifted[best]:.3f} "
+          f"(axis {best[0]}, {best[1]:+d} voxels) vs {template_fraction:.3f} unmoved: "
+          f"{'the unmoved atlas is best' if shifted[best] <= template_fraction else 'A SHIFT COVERS MORE'}")
+    from vbmkit.io.nifti import load_volume
+
+    maps = sorted(args.prep.rglob("mwp1*.nii*"))
+    per_subject = np.mean([uncovered_by_structure(load_volume(m).data.numpy().astype(np.float64), lpba, other)
+                           for m in maps], axis=0)
+    in_template = uncovered_by_structure(gm_template, lpba, other)
+    print(f"GM outside LPBA40 by neuromorphometrics structure, % of all GM: mean of {len(maps)} subjects' "
+          "mwp1 vs Template_4_GS:")
+    for i in np.argsort(per_subject)[::-1][:10]:
+        print(f"  {names.get(int(i), 'no neuromorphometrics label')}: {100 * per_subject[i]:.2f} % "
+              f"(template {100 * in_template[i]:.2f} %)")
+    print(f"  all: {100 * per_subject.sum():.2f} % (template {100 * in_template.sum():.2f} %)")
     try:
         native = run_roi([args.prep], out=out.with_name(out.name + "_native"), native=True, progress=False)
     except ImageError as exc:
