@@ -32,5 +32,9 @@ class ConfigError(VbmkitError):
     """A study YAML or command option is invalid."""
 
 
+class RoiTableError(VbmkitError):
+    """A CAT12 / deepmriprep ROI table is not in a layout vbmkit reads."""
+
+
 class ResourceError(VbmkitError):
     """A template, atlas or weight file that ships with a package is missing."""

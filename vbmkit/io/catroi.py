@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vbmkit.errors import ResourceError, VbmkitError
+from vbmkit.errors import ResourceError, RoiTableError
 from vbmkit.io.atlas import hemisphere_of, load_atlas
 from vbmkit.io.atomic import atomic_path, write_text
 
@@ -40,10 +40,6 @@ LONG_COLUMNS = ["subject", "atlas", "region_id", "region", "hemisphere", "tissue
 CAT12_MEASURES = {"Vgm": "gm", "Vwm": "wm", "Vcsf": "csf"}
 TISSUE_TO_CAT12 = {v: k for k, v in CAT12_MEASURES.items()}
 DEEPMRIPREP_COLUMNS = {"gmv_mm3": "gm", "wmv_mm3": "wm", "csfv_mm3": "csf", "region_mm3": "region"}
-
-
-class RoiTableError(VbmkitError):
-    """A CAT12 / deepmriprep ROI table is not in a layout vbmkit reads."""
 
 
 def _numbers(text: str | None, path: Path, what: str) -> np.ndarray:
