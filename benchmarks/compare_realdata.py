@@ -8,7 +8,9 @@ folders use CAT12's naming (``<name>/mri/p0<name>.nii.gz`` ...), so the second o
 80 %, seed 0 (the paper's scheme). ROI volumes are measured on both sides with ``vbmkit roi``.
 
 Resumable: subjects are preprocessed one by one with both settings, finished ones are skipped, and
-``--compare-only`` compares the subjects finished on both sides so far (the GLM needs >= 7). Defaults reuse the first run of ``benchmarks/preprocess_realdata.py``::
+``--compare-only`` compares the subjects finished on both sides so far (the GLM needs >= 7). ``--ours``
+defaults to the output of ``benchmarks/preprocess_realdata.py --out out/prep_ds002748_v3``
+(pipeline version 3), whose finished subjects are reused::
 
     nohup .venv/bin/python benchmarks/compare_realdata.py > compare_realdata.log 2>&1 &
 
@@ -39,11 +41,11 @@ def _median(values) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DATA)
-    ap.add_argument("--ours", type=Path, default=REPO / "out" / "prep_ds002748",
+    ap.add_argument("--ours", type=Path, default=REPO / "out" / "prep_ds002748_v3",
                     help="first preprocessing (default settings)")
-    ap.add_argument("--second", type=Path, default=REPO / "out" / "prep_ds002748_seg15",
+    ap.add_argument("--second", type=Path, default=REPO / "out" / "prep_ds002748_v3_seg15",
                     help="second preprocessing (segmentation_resolution_mm = 1.5)")
-    ap.add_argument("--out", type=Path, default=REPO / "out" / "compare_realdata")
+    ap.add_argument("--out", type=Path, default=REPO / "out" / "compare_realdata_v3")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--subsamples", type=int, default=100)
