@@ -49,3 +49,20 @@ def test_roi_command_errors_exit_2(tmp_path):
     assert result.exit_code == 2 and "does not exist" in result.output
     result = CliRunner().invoke(app, [*base, "--native"])
     assert result.exit_code == 2 and "--native: expected" in result.output
+
+
+def test_a_warning_is_one_clean_line_once(tmp_path):
+    # maps on a 4 mm grid in the atlas's space are resampled with a warning (one per map kind
+    # and resolution); it must read "Warning: <file>: ..." without a source location, once
+    _setup(tmp_path)
+    coarse = tmp_path / "coarse"
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        save_volume(coarse / f"mwp1sub-{i:02d}.nii.gz", rng.uniform(0, 1, (4, 4, 5)), np.diag([4.0, 4.0, 4.0, 1.0]))
+    result = CliRunner().invoke(app, ["roi", str(coarse), "--atlas", str(tmp_path / "tiny.nii.gz"),
+                                      "--out", str(tmp_path / "out"), "-q"])
+    assert result.exit_code == 0, result.output
+    lines = [ln for ln in result.output.splitlines() if "resampling the maps" in ln]
+    assert len(lines) >= 1 and all(ln.startswith("Warning: ") for ln in lines), result.output
+    assert len(lines) == len(set(lines))
+    assert "UserWarning" not in result.output and ".py:" not in result.output

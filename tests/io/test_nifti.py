@@ -38,6 +38,17 @@ def test_bad_images(tmp_path):
         load_volume(tmp_path / "missing.nii")
 
 
+def test_a_small_compressed_image_is_not_taken_for_a_truncated_one(tmp_path):
+    # a constant 4 x 4 x 5 image gzips to under 100 bytes; it is a valid image all the same
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 5)), np.eye(4)), tmp_path / "ones.nii.gz")
+    assert (tmp_path / "ones.nii.gz").stat().st_size < 348
+    vol = load_volume(tmp_path / "ones.nii.gz")
+    assert tuple(vol.data.shape) == (4, 4, 5) and float(vol.data.sum()) == 80.0
+    (tmp_path / "cut.nii.gz").write_bytes((tmp_path / "ones.nii.gz").read_bytes()[:20])
+    with pytest.raises(ImageError, match="cut.nii.gz: expected a NIfTI image; the file has only 20 bytes"):
+        load_volume(tmp_path / "cut.nii.gz")
+
+
 def test_shooting_template_grid():
     t = load_shooting_template()
     assert tuple(t.data.shape) == (3, 113, 137, 113)

@@ -124,6 +124,6 @@ def test_parallel_jobs_list_broken_inputs(tmp_path):
     summary = wf.run_preprocess([tmp_path / "a.nii", tmp_path / "empty.nii.gz"], out,
                                 PreprocessConfig(jobs=2), device="cpu", progress=False)
     assert sorted(summary.failed) == ["a", "empty"]
-    assert "expected a NIfTI/MGH image nibabel can read" in summary.failed["a"]
+    assert "a.nii: expected a NIfTI image; the file has only 153 bytes" in summary.failed["a"]
     assert "every voxel is 0 (empty image)" in summary.failed["empty"]
     assert [r["name"] for r in read_csv(out / "errors.csv")] == ["a", "empty"]

@@ -1,9 +1,11 @@
-"""Helpers shared by the CLI commands: clean error exits and the device option."""
+"""Helpers shared by the CLI commands: clean error exits and warnings, and the device option."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -30,8 +32,33 @@ def format_validation_error(exc: Exception, *, source: str | None = None) -> str
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def clean_warnings() -> Iterator[None]:
+    """Print each distinct warning once, as one ``Warning: ...`` line on stderr.
+
+    No source location (the message names the file or column at fault), every vbmkit
+    ``UserWarning`` shown (not only the first from each line of code, so a second command in
+    the same process warns too), and a message repeated by later steps or subsamples shown once.
+    """
+    seen: set[str] = set()
+
+    def _show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = str(message)
+        if text not in seen:
+            seen.add(text)
+            typer.echo(f"Warning: {text}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", UserWarning)
+        warnings.showwarning = _show
+        yield
+
+
 def handle_errors(func: F) -> F:
-    """Turn VbmkitError and pydantic ValidationError into ``Error: ...`` and exit status 2."""
+    """Turn VbmkitError and pydantic ValidationError into ``Error: ...`` and exit status 2.
+
+    Warnings raised while the command runs are printed by :func:`clean_warnings`.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -40,7 +67,8 @@ def handle_errors(func: F) -> F:
         from vbmkit.errors import VbmkitError
 
         try:
-            return func(*args, **kwargs)
+            with clean_warnings():
+                return func(*args, **kwargs)
         except ValidationError as exc:
             typer.echo(f"Error: {format_validation_error(exc)}", err=True)
             raise typer.Exit(code=2) from None

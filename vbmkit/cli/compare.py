@@ -29,8 +29,6 @@ def app_command(
 ) -> None:
     """Compare vbmkit's tissue maps, volumes, ROI volumes and (median) t-maps with CAT12's or SPM12's
     and write report.html, metrics.json and CSVs (see docs/compare.md)."""
-    import warnings
-
     from vbmkit.cli.glm import parse_contrast_options
     from vbmkit.errors import ConfigError
     from vbmkit.workflows.compare import run_compare
@@ -42,15 +40,9 @@ def app_command(
     if any(design) and not all(design):
         raise ConfigError("compare: expected --covariates, --formula and --contrast together (or none of them)")
 
-    def _show(message, category, filename, lineno, file=None, line=None) -> None:
-        typer.echo(f"Warning: {message}", err=True)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        warnings.showwarning = _show
-        metrics = run_compare(ours, cat12=cat12, spm=spm, out=out, covariates=covariates, id_column=id_column,
-                              formula=formula, contrasts=contrasts, maps=map_kind, subsamples=subsamples,
-                              fraction=fraction, seed=seed, device=device, progress=not quiet)
+    metrics = run_compare(ours, cat12=cat12, spm=spm, out=out, covariates=covariates, id_column=id_column,
+                          formula=formula, contrasts=contrasts, maps=map_kind, subsamples=subsamples,
+                          fraction=fraction, seed=seed, device=device, progress=not quiet)
     _print_summary(metrics, out)
 
 

@@ -54,8 +54,6 @@ def app_command(
     """Fit a voxel-wise GLM to maps and write t/F, p, FDR q, effect, subsample median t, IQR,
     stability, permutation FWE p, clusters and a glass brain per contrast (see docs/glm.md).
     """
-    import warnings
-
     from vbmkit.config import GlmConfig
     from vbmkit.errors import ConfigError
     from vbmkit.workflows.glm import run_glm
@@ -95,14 +93,8 @@ def app_command(
     if missing_policy not in ("error", "drop"):
         raise ConfigError(f"--missing: expected 'error' or 'drop'; got {missing_policy!r}")
 
-    def _show(message, category, filename, lineno, file=None, line=None) -> None:
-        typer.echo(f"Warning: {message}", err=True)  # one clean line, no source location
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        warnings.showwarning = _show
-        summary = run_glm(items, table, id_column=id_col, settings=settings, out=out, missing=missing_policy,
-                          device=device, progress=not quiet)
+    summary = run_glm(items, table, id_column=id_col, settings=settings, out=out, missing=missing_policy,
+                      device=device, progress=not quiet)
     _print_summary(summary, out)
 
 
