@@ -113,6 +113,10 @@ def test_missing_rows_error_or_drop(cohort, tmp_path):
         run_glm([cohort / "out"], extra, id_column="participant_id", settings=_settings(subsamples=0,
                 permutations=0), out=out, progress=False)
     assert not out.exists() and not list(tmp_path.iterdir())  # nothing written
+    # a misspelt formula column is reported first, before the unmatched rows and images
+    with pytest.raises(CovariateError, match=r"formula 'agee': expected columns \['agee'\]"):
+        run_glm([cohort / "out"], extra, id_column="participant_id", settings=_settings(formula="agee",
+                contrasts={"age": "agee"}, subsamples=0, permutations=0), out=out, progress=False)
     with pytest.warns(UserWarning, match="dropped"):
         summary = run_glm([cohort / "out"], extra, id_column="participant_id", missing="drop",
                           settings=_settings(subsamples=0, permutations=0), out=out, progress=False)

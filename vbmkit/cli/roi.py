@@ -29,7 +29,7 @@ def app_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for the tables.")],
     atlas: Annotated[str, typer.Option("--atlas", help="Atlas name (lpba40, neuromorphometrics, hammers, ...) "
                                                        "or a label NIfTI with <stem>_labels.csv beside it.")] = "lpba40",
-    covariates: Annotated[Path | None, typer.Option("--covariates", help="Covariate CSV/TSV for ROI statistics.")] = None,
+    covariates: Annotated[Path | None, typer.Option("--covariates", "-c", help="Covariate CSV/TSV for ROI statistics.")] = None,
     id_column: Annotated[str, typer.Option("--id-column", help="Subject ID column of the covariates.")] = "participant_id",
     formula: Annotated[str | None, typer.Option("--formula", help="Right-hand side, e.g. 'age + C(sex) + TIV'.")] = None,
     contrast: Annotated[list[str] | None, typer.Option("--contrast", help="NAME=EXPR, repeatable (as vbmkit glm).")] = None,

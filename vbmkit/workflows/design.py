@@ -87,6 +87,25 @@ def _mixed_numeric(values: pd.Series) -> bool:
     return bool(parsed.notna().any() and parsed.isna().any())
 
 
+def check_formula_columns(table: pd.DataFrame, formula: str) -> list[str]:
+    """The formula's variables, after checking that every one is a column of ``table``.
+
+    Called before images are matched to rows, so a misspelt column is the first thing reported.
+
+    Raises
+    ------
+    CovariateError
+        Naming the absent variables, the table (``table.attrs["source"]``) and its columns.
+    """
+    variables = formula_variables(formula)
+    absent = [v for v in variables if v not in table.columns]
+    if absent:
+        where = table.attrs.get("source", "covariate table")
+        raise CovariateError(f"formula {formula!r}: expected columns {absent} in {where}; its columns are "
+                             f"{list(map(str, table.columns))}")
+    return variables
+
+
 def build_design(table: pd.DataFrame, formula: str, *, standardize: bool = True, id_column: str | None = None,
                  missing: str = "error") -> Design:
     """Build the (N, P) design matrix of ``formula`` from ``table``.
@@ -117,11 +136,7 @@ def build_design(table: pd.DataFrame, formula: str, *, standardize: bool = True,
     from formulaic import model_matrix
 
     where = table.attrs.get("source", "covariate table")
-    variables = formula_variables(formula)
-    absent = [v for v in variables if v not in table.columns]
-    if absent:
-        raise CovariateError(f"formula {formula!r}: expected columns {absent} in {where}; its columns are "
-                             f"{list(map(str, table.columns))}")
+    variables = check_formula_columns(table, formula)
     categorical = set(_CATEGORICAL_CALL.findall(formula))
     check_numeric(table, [v for v in variables if v not in categorical and _mixed_numeric(table[v])],
                   source=where)

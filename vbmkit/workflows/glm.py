@@ -33,7 +33,13 @@ from vbmkit.io.atomic import write_json, write_text
 from vbmkit.io.maps import check_grids, find_maps, load_maps, load_mask, match_ids, unmask
 from vbmkit.io.nifti import save_volume
 from vbmkit.io.tables import check_covariates, read_covariates
-from vbmkit.workflows.design import Design, build_design, parse_contrasts, tiv_correlations
+from vbmkit.workflows.design import (
+    Design,
+    build_design,
+    check_formula_columns,
+    parse_contrasts,
+    tiv_correlations,
+)
 from vbmkit.workflows.glm_progress import ProgressStages
 
 #: Uncorrected p of the default statistic threshold (stability map, clusters, glass brain).
@@ -212,6 +218,7 @@ def run_glm(images: Sequence[str | os.PathLike], covariates: str | os.PathLike |
             table = check_covariates(covariates, id_column=id_column)
         else:
             table = read_covariates(covariates, id_column=id_column)
+        check_formula_columns(table, settings.formula)
         paths, used, dropped = _resolve_subjects(images, table, id_column=id_column, kind=settings.maps,
                                                  missing=missing)
         design = build_design(used, settings.formula, standardize=settings.standardize, id_column=id_column,

@@ -98,11 +98,16 @@ def _write_csv(path: Path, table: pd.DataFrame) -> None:
         table.to_csv(tmp, index=False, float_format="%.10g")
 
 
-def _resolve_covariates(subjects: list[SubjectMaps], covariates, id_column: str, missing: str):
+def _resolve_covariates(subjects: list[SubjectMaps], covariates, id_column: str, missing: str,
+                        formula: str | None):
+    from vbmkit.workflows.design import check_formula_columns
+
     if isinstance(covariates, pd.DataFrame):
         table = check_covariates(covariates, id_column=id_column)
     else:
         table = read_covariates(covariates, id_column=id_column)
+    if formula is not None:
+        check_formula_columns(table, formula)
     gm_paths = [s.maps["gm"] for s in subjects]
     matched = match_ids(gm_paths, list(table[id_column]), kind="mwp1")
     problems = []
@@ -215,7 +220,7 @@ def run_roi(images: Sequence[str | os.PathLike], *, out: str | os.PathLike, atla
     if covariates is not None:
         from vbmkit.workflows.design import build_design, parse_contrasts
 
-        subjects, used = _resolve_covariates(subjects, covariates, id_column, missing)
+        subjects, used = _resolve_covariates(subjects, covariates, id_column, missing, formula)
         if formula is not None:
             design = build_design(used, formula, standardize=standardize, id_column=id_column, missing=missing)
             if len(design.table) < len(used):
