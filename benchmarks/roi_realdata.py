@@ -116,8 +116,9 @@ def main() -> None:
           f"(axis {best[0]}, {best[1]:+d} voxels) vs {template_fraction:.3f} unmoved: "
           f"{'the unmoved atlas is best' if shifted[best] <= template_fraction else 'A SHIFT COVERS MORE'}")
     from vbmkit.io.nifti import load_volume
+    from vbmkit.workflows.roi_inputs import find_subject_maps
 
-    maps = sorted(args.prep.rglob("mwp1*.nii*"))
+    maps = [s.maps["gm"] for s in find_subject_maps([args.prep])]
     per_subject = np.mean([uncovered_by_structure(load_volume(m).data.numpy().astype(np.float64), lpba, other)
                            for m in maps], axis=0)
     in_template = uncovered_by_structure(gm_template, lpba, other)

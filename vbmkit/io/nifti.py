@@ -38,10 +38,10 @@ def _open(path: str | os.PathLike) -> nib.spatialimages.SpatialImage:
     p = Path(path)
     if not p.is_file():
         raise ImageError(f"{p}: expected an image file; the path does not exist or is not a file")
-    size = p.stat().st_size
     try:
         return nib.load(str(p))
     except Exception as exc:  # nibabel raises many types for foreign files
+        size = p.stat().st_size
         if size < NIFTI1_HEADER_BYTES:  # empty or truncated: say so rather than nibabel's parser error
             raise ImageError(f"{p}: expected a NIfTI image; the file has only {size} bytes (an uncompressed "
                              f"NIfTI header alone has {NIFTI1_HEADER_BYTES})") from exc

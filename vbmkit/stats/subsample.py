@@ -143,16 +143,11 @@ def summarise_draws(stat: torch.Tensor) -> torch.Tensor:
     than ``torch.sort`` along dim 0 (K = 100, 200,000 voxels, one thread: 0.06 s vs 0.43 s vs
     0.81 s); on other devices ``torch.sort`` is fast.
     """
-    k = stat.shape[0]
-    if stat.device.type != "cpu":
+    if stat.device.type == "cpu":
+        ordered = torch.from_numpy(np.sort(np.ascontiguousarray(stat.numpy().T), axis=1)).T  # (K, Vb) view
+    else:
         ordered = torch.sort(stat, dim=0).values
-        return torch.stack([quantile_sorted(ordered, q) for q in QUANTILES])
-    part = np.sort(np.ascontiguousarray(stat.numpy().T), axis=1)  # (Vb, K)
-    out = np.empty((len(QUANTILES), stat.shape[1]), np.float32)
-    for i, q in enumerate(QUANTILES):
-        lo, hi, frac = _positions(k, q)
-        out[i] = part[:, lo] + (part[:, hi] - part[:, lo]) * np.float32(frac) if frac else part[:, lo]
-    return torch.from_numpy(out)
+    return torch.stack([quantile_sorted(ordered, q) for q in QUANTILES])
 
 
 def _share_above(stat: torch.Tensor, threshold: float) -> torch.Tensor:
