@@ -13,6 +13,25 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 
 
+_RELIABILITY: dict[str, int] = {}
+
+
+def pytest_runtest_logreport(report):
+    """Count the reliability cases by command (each records a ``command`` property; xdist
+    carries user properties to the controller, so the count covers every worker)."""
+    if report.when != "call" or "tests/reliability/" not in report.nodeid.replace("\\", "/"):
+        return
+    for key, value in report.user_properties:
+        if key == "command":
+            _RELIABILITY[value] = _RELIABILITY.get(value, 0) + 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _RELIABILITY:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(_RELIABILITY.items()))
+        terminalreporter.write_line(f"reliability cases by command ({sum(_RELIABILITY.values())} checks): {counts}")
+
+
 def pytest_collection_modifyitems(config, items):
     skip_data = pytest.mark.skip(reason=f"realdata: {SHARED_DATA} is absent (only present in CI and development)")
     skip_gpu = pytest.mark.skip(reason="gpu: torch sees no CUDA device")

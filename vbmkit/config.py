@@ -7,12 +7,64 @@ the descriptions below are what ``vbmkit init`` writes as comments.
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from vbmkit.errors import ConfigError
+from vbmkit.workflows.formula_grammar import check_contrast, check_formula
 
 SCHEMA_VERSION = 1
+
+
+def _range(cls: type[BaseModel], field: str) -> str:
+    """The interval of a numeric field from its ``Field`` bounds: ``(0, 1]``, ``[0, inf)``."""
+    low, high = "(-inf", "inf)"
+    for bound in cls.model_fields[field].metadata:  # annotated_types Gt, Ge, Le, Lt
+        if getattr(bound, "gt", None) is not None:
+            low = f"({bound.gt:g}"
+        elif getattr(bound, "ge", None) is not None:
+            low = f"[{bound.ge:g}"
+        elif getattr(bound, "le", None) is not None:
+            high = f"{bound.le:g}]"
+        elif getattr(bound, "lt", None) is not None:
+            high = f"{bound.lt:g})"
+    return f"{low}, {high}"
+
+
+def _finite(cls: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+    """Refuse NaN and infinities (YAML ``.nan``, ``.inf``, ``1e400``; ``--threshold nan``) with the range.
+
+    Runs before pydantic's own checks, whose messages about NaN ("should be greater than 0")
+    would mislead; other values go on unchanged to the type and bound checks.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return value
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    except ValueError:
+        return value
+    if not math.isfinite(number):
+        shown = repr(value) if len(repr(value)) <= 30 else repr(value)[:27] + "..."
+        raise PydanticCustomError("value_error", f"expected a finite number in {_range(cls, info.field_name)}; "
+                                                 f"got {shown}")
+    return value
+
+
+def _grammar(check: Callable[..., object], *args: Any) -> None:
+    """Run a formula-grammar check; its ConfigError becomes a pydantic error with the same text."""
+    try:
+        check(*args)
+    except ConfigError as exc:
+        # PydanticCustomError leaves the message as it is (no "Value error, " prefix, braces kept)
+        raise PydanticCustomError("value_error", str(exc)) from None
 
 
 class _Section(BaseModel):
@@ -63,9 +115,14 @@ class PreprocessConfig(_Section):
     @field_validator("fwhm")
     @classmethod
     def _fwhm_positive(cls, v: list[float]) -> list[float]:
-        if not v or any(f <= 0 or f > 30 for f in v):
-            raise ValueError(f"expected one or more FWHM values in (0, 30] mm; got {v}")
+        if not v or any(not math.isfinite(f) or f <= 0 or f > 30 for f in v):
+            raise ValueError(f"expected one or more finite FWHM values in (0, 30] mm; got {v}")
         return v
+
+    @field_validator("segmentation_resolution_mm", mode="before")
+    @classmethod
+    def _finite_numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        return _finite(cls, v, info)
 
 
 class GlmConfig(_Section):
@@ -82,18 +139,31 @@ class GlmConfig(_Section):
     seed: int = Field(0, description="Seed of the subsample draws and permutations.")
     mask: Path | None = Field(None, description="Explicit mask image (non-zero = in); overrides mask_threshold.")
     mask_threshold: float = Field(0.1, ge=0.0, description="Absolute threshold on the mean map (CAT12-like default 0.1).")
-    threshold: float | None = Field(None, description=(
+    threshold: float | None = Field(None, gt=0.0, description=(
         "Statistic threshold for the stability map and clusters; default: the t (or F) of "
         "uncorrected p = 0.001."))
     cluster_min_voxels: int = Field(10, ge=1, description="Smallest cluster listed in clusters.csv, in voxels.")
     device: str = Field("auto", description="'auto', 'cpu' or 'cuda'.")
-    memory_gb: float | None = Field(None, gt=0, description="Memory budget for the voxel chunks (default: a safe share of free memory).")
+    memory_gb: float | None = Field(None, gt=0, le=1e5, description="Memory budget for the voxel chunks (default: a safe share of free memory).")
+
+    @field_validator("fraction", "mask_threshold", "threshold", "memory_gb", mode="before")
+    @classmethod
+    def _finite_numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        return _finite(cls, v, info)
+
+    @field_validator("formula")
+    @classmethod
+    def _formula_grammar(cls, v: str) -> str:
+        _grammar(check_formula, v)
+        return v
 
     @field_validator("contrasts")
     @classmethod
     def _some_contrast(cls, v: dict) -> dict:
         if not v:
             raise ValueError("expected at least one named contrast")
+        for name, expr in v.items():
+            _grammar(check_contrast, str(name), expr)
         return v
 
     @field_validator("permutations")
@@ -107,6 +177,11 @@ class GlmConfig(_Section):
 class QcConfig(_Section):
     exclude_flagged: bool = Field(False, description="Exclude subjects flagged by the homogeneity check from the GLM.")
     sd_threshold: float = Field(2.0, gt=0, description="Flag subjects whose mean correlation is below mean - k SD.")
+
+    @field_validator("sd_threshold", mode="before")
+    @classmethod
+    def _finite_numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        return _finite(cls, v, info)
 
 
 class RoiConfig(_Section):
@@ -149,6 +224,14 @@ class StudyConfig(_Section):
     roi: RoiConfig | None = None
     compare: CompareConfig | None = None
     report: ReportConfig | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        # the default output folder is <yaml folder>/<name>_out: a name must not leave that folder
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", v) or ".." in v:
+            raise ValueError(f"expected a plain name (letters, digits, _ . -; no '/' or '..'); got {v!r}")
+        return v
 
     @field_validator("schema_version")
     @classmethod

@@ -1,6 +1,8 @@
-"""Choice of the torch device from a user string (``auto``, ``cpu``, ``cuda``, ``cuda:1``)."""
+"""Choice of the torch device from a user string (``auto``, ``cpu``, ``cuda``, ``cuda:1``), and its free memory."""
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -40,3 +42,34 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             )
         return torch.device(name)
     raise ConfigError(f"device: expected 'auto', 'cpu' or 'cuda[:N]'; got {device!r}")
+
+
+def available_memory_bytes(device: str | torch.device = "cpu") -> int | None:
+    """Memory a new allocation can get now, in bytes (None when it cannot be told).
+
+    Parameters
+    ----------
+    device : str or torch.device
+        ``cpu``: ``MemAvailable`` of ``/proc/meminfo`` (free plus reclaimable cache, Linux),
+        else free pages from ``os.sysconf``; ``cuda[:N]``: the free memory of that device
+        (``torch.cuda.mem_get_info``).
+
+    Returns
+    -------
+    int or None
+    """
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(dev)
+        return int(free)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:  # read on call, never at import
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # the file counts kB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # sysconf names are platform dependent
+        return None

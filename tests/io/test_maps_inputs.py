@@ -83,9 +83,9 @@ def test_grid_errors_name_both_files(tmp_path):
     with pytest.raises(ImageError, match=r"d\.nii\.gz: expected a 3-D image"):
         check_grids([a, d])
     bad = np.ones(SHAPE, dtype=np.float32)
-    bad[1, 2, 3] = np.nan
+    bad[1, 2, 3] = np.inf  # NaN means 'no data' (tests/io/test_maps_nan.py); Inf stays an error
     e = _save(tmp_path / "e.nii.gz", data=bad)
-    with pytest.raises(ImageError, match=r"e\.nii\.gz: expected finite voxel values; found 1 NaN"):
+    with pytest.raises(ImageError, match=r"e\.nii\.gz: expected finite voxel values or NaN \(no data\); found 1 Inf"):
         load_maps([a, e])
 
 

@@ -133,10 +133,27 @@ CAT_SHAPE = (113, 137, 113)
 CAT_AFFINE = np.array([[-1.5, 0, 0, 84.0], [0, 1.5, 0, -120.0], [0, 0, 1.5, -72.0], [0, 0, 0, 1]])
 
 
-def make_spm_study(root: Path, *, n: int = 3, seed: int = 1) -> dict:
+#: SPM12 Normalise's default grid (bounding box [-78 -112 -70; 78 76 85], 2 mm): 79 x 95 x 78.
+NORMALISE_SHAPE = (79, 95, 78)
+NORMALISE_AFFINE = np.array([[-2.0, 0, 0, 78.0], [0, 2.0, 0, -112.0], [0, 0, 2.0, -70.0], [0, 0, 0, 1]])
+
+
+def cropped_fov(shape, affine) -> np.ndarray:
+    """Voxels outside a subject's field of view cut at z > 60 mm and y < -100 mm: where spm_write_sn
+    writes NaN into mwc1/mwc2 (the top of the head and the back of the cerebellum missing)."""
+    ijk = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1)
+    xyz = ijk @ affine[:3, :3].T + affine[:3, 3]
+    return (xyz[..., 2] > 60) | (xyz[..., 1] < -100)
+
+
+def make_spm_study(root: Path, *, n: int = 3, seed: int = 1, nan_outside: bool = False,
+                   grid: str = "oldseg") -> dict:
     """vbmkit outputs with p1/p2/p3 and mwp1/mwp2 on the 1.5 mm grid, and an SPM12 folder in SPM12's
     naming: native c1/c2/c3 (shifted noisy copies of p1/p2/p3) and mwc1/mwc2 on the 2 mm 91 x 109 x 91
-    grid (ours resampled there with scipy, plus noise)."""
+    grid of OldSeg (``grid="normalise"``: 79 x 95 x 78), ours resampled there with scipy, plus noise.
+    ``nan_outside``: mwc1/mwc2 are NaN outside a cropped field of view (:func:`cropped_fov`)."""
+    spm_shape, spm_affine = (SPM_SHAPE, SPM_AFFINE) if grid == "oldseg" else (NORMALISE_SHAPE, NORMALISE_AFFINE)
+    outside = cropped_fov(spm_shape, spm_affine) if nan_outside else np.zeros(spm_shape, dtype=bool)
     rng = np.random.default_rng(seed)
     ours, spm = root / "ours", root / "spm"
     nmask = _sphere(NATIVE_SHAPE)
@@ -156,15 +173,17 @@ def make_spm_study(root: Path, *, n: int = 3, seed: int = 1) -> dict:
         m1 = np.where(tm, 0.5 + 0.15 * field / field.std(), 0.0).astype(np.float32)
         _save(mri / f"mwp1{name}.nii.gz", m1, CAT_AFFINE)
         _save(mri / f"mwp2{name}.nii.gz", 0.8 * m1, CAT_AFFINE)
-        mwc1 = (_resample_to(m1, CAT_AFFINE, SPM_SHAPE, SPM_AFFINE) + rng.normal(0, 0.05, SPM_SHAPE)).astype(np.float32)
-        _save(spm / f"mwc1{name}.nii", mwc1, SPM_AFFINE)
-        _save(spm / f"mwc2{name}.nii", 0.8 * mwc1, SPM_AFFINE)
+        mwc1 = (_resample_to(m1, CAT_AFFINE, spm_shape, spm_affine) + rng.normal(0, 0.05, spm_shape)).astype(np.float32)
+        mwc1[outside] = np.nan
+        _save(spm / f"mwc1{name}.nii", mwc1, spm_affine)
+        _save(spm / f"mwc2{name}.nii", 0.8 * mwc1, spm_affine)
         vox = abs(np.linalg.det(NATIVE_AFFINE[:3, :3])) / 1000
         write_json(ours / name / "report" / f"{name}.json",
                    {"volumes_ml": {"gm": float(probs[..., 1].sum() * vox), "wm": float(probs[..., 2].sum() * vox),
                                    "csf": float(probs[..., 0].sum() * vox), "tiv": float(probs.sum() * vox)}})
         truth[name] = {"probs": probs, "ref": ref, "mwp1": m1, "mwc1": mwc1}
-    return {"ours": ours, "spm": spm, "truth": truth}
+    return {"ours": ours, "spm": spm, "truth": truth, "shape": spm_shape, "affine": spm_affine,
+            "n_nan": int(outside.sum())}
 
 
 def _resample_to(data: np.ndarray, affine: np.ndarray, shape, target_affine: np.ndarray) -> np.ndarray:

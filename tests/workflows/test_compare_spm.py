@@ -83,3 +83,74 @@ def test_spm_t_maps_are_correlated_by_contrast_name(tmp_path):
     assert c["r_median_t"] > 0.3 and c["same_draws"] is None  # one GLM run only: SPM's map is given
     assert c["max_abs_t_spm"] == pytest.approx(np.abs(t.astype(np.float32)).max(), abs=1e-5)
     assert c["threshold_reference"] == pytest.approx(stats.t.isf(0.001, 10), rel=1e-6)
+
+
+def _smooth_masked(x: np.ndarray, fwhm_mm: float, voxel_mm: float) -> np.ndarray:
+    """Independent NaN-aware smoothing: NaN -> 0, scipy's Gaussian (radius ceil(4 sigma), zeros
+    outside the grid, as vbmkit's kernel), NaN again where the input was."""
+    import math
+
+    from scipy import ndimage
+
+    sigma = fwhm_mm / (2 * math.sqrt(2 * math.log(2))) / voxel_mm
+    valid = np.isfinite(x)
+    out = ndimage.gaussian_filter(np.where(valid, x, 0.0), sigma, mode="constant", cval=0.0, truncate=4.0,
+                                  radius=math.ceil(4 * sigma))
+    return np.where(valid, out, np.nan)
+
+
+def _r(a: np.ndarray, b: np.ndarray) -> float:
+    keep = np.isfinite(a) & np.isfinite(b)
+    keep &= (np.where(keep, a, 0) + np.where(keep, b, 0)) / 2 > 0.1
+    return float(stats.pearsonr(a[keep], b[keep])[0])
+
+
+@pytest.mark.parametrize("grid", ["oldseg", "normalise"])
+def test_nan_outside_the_field_of_view_and_smoothed_r(tmp_path, grid):
+    """SPM12's mwc1/mwc2 with NaN outside a cropped field of view (as spm_write_sn writes them) on
+    the OldSeg (91 x 109 x 91) or Normalise (79 x 95 x 78) grid: no error, one warning per file
+    naming its NaN count, NaN voxels left out of r, and r of the smoothed maps (computed from the
+    unsmoothed maps on the common grid) equal to scipy's."""
+    study = make_spm_study(tmp_path, n=2, nan_outside=True, grid=grid)
+    assert study["n_nan"] > 1000
+    with pytest.warns(UserWarning) as record:
+        m = run_compare(study["ours"], spm=study["spm"], out=tmp_path / "out", report=True, device="cpu")
+    messages = [str(w.message) for w in record]
+    for name in study["truth"]:
+        for k in ("mwc1", "mwc2"):
+            hits = [msg for msg in messages if f"{k}{name}.nii: {study['n_nan']} NaN voxels" in msg]
+            assert len(hits) == 1, messages  # once per file, although each is read for raw and smoothed r
+    for name, t in study["truth"].items():
+        s = m["subjects"][name]
+        a = _resample_to(t["mwp1"].astype(np.float64), CAT_AFFINE, study["shape"], study["affine"])
+        b = t["mwc1"].astype(np.float64)
+        assert s["r_mwp1"] == pytest.approx(_r(a, b), abs=1e-6)
+        # the voxels NaN in mwc1 are not in the mask
+        keep = np.isfinite(b) & ((a + np.nan_to_num(b)) / 2 > 0.1)
+        assert s["n_voxels_mwp1"] == int(keep.sum())
+        sa, sb = _smooth_masked(a, 6.0, 2.0), _smooth_masked(b, 6.0, 2.0)
+        assert s["r_s6mwp1"] == pytest.approx(_r(sa, sb), abs=1e-6)
+        sa2, sb2 = _smooth_masked(0.8 * a, 6.0, 2.0), _smooth_masked((0.8 * t["mwc1"]).astype(np.float32), 6.0, 2.0)
+        assert s["r_s6mwp2"] == pytest.approx(_r(sa2, sb2.astype(np.float64)), abs=1e-6)
+        assert s["r_s6mwp1"] > s["r_mwp1"]  # smoothing averages the voxel noise out
+        assert "smoothed with FWHM 6 mm on the common grid" in s["s6mwp1_source"]
+        assert s["grid_s6mwp1"].startswith(" x ".join(map(str, study["shape"])))
+    on_disk = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    r_s = [on_disk["subjects"][n]["r_s6mwp1"] for n in study["truth"]]
+    assert on_disk["medians"]["r_s6mwp1"] == pytest.approx(float(np.median(r_s)), abs=1e-12)
+    assert on_disk["medians"]["r_s6mwp2"] is not None and on_disk["smoothed"]["fwhm_mm"] == 6.0
+    expected = "OldSeg" if grid == "oldseg" else "Normalise default"
+    assert expected in on_disk["reference_grid"]["name"] and on_disk["reference_grid"]["expected_bounding_box"]
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert expected in page and "Raw r compares two registrations voxel by voxel" in page
+
+
+def test_all_nan_spm_map_is_one_error(tmp_path):
+    from vbmkit.errors import ImageError
+
+    study = make_spm_study(tmp_path, n=1)
+    path = study["spm"] / "mwc1sub-01_T1w.nii"
+    save_volume(path, np.full(study["shape"], np.nan, dtype=np.float32), study["affine"])
+    with pytest.raises(ImageError, match=r"mwc1sub-01_T1w\.nii: expected some finite voxel values; all "
+                                         r"902629 voxels are NaN \(no data\)"):
+        run_compare(study["ours"], spm=study["spm"], out=tmp_path / "out", report=False, device="cpu")

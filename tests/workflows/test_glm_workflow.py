@@ -147,7 +147,7 @@ def test_bad_input_leaves_nothing(cohort, tmp_path):
     assert not list(tmp_path.glob("g*")) and not list(tmp_path.glob(".g*"))
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="holds other files"):
+    with pytest.raises(ConfigError, match="busy: expected a new or empty folder.*holds 1 entries vbmkit did not write \\(notes.txt\\)"):
         run_glm(*args, id_column="participant_id", settings=_settings(subsamples=0, permutations=0),
                 out=tmp_path / "busy", progress=False)
 

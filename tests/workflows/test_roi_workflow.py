@@ -87,6 +87,7 @@ def test_rerun_skips_and_cat12_layout(tmp_path, atlas_path):
     first = run_roi([tmp_path / "cat"], out=tmp_path / "roi", atlas=path, progress=False, name="study")
     stamp = os.stat(tmp_path / "roi" / "roi_long.csv").st_mtime_ns
     again = run_roi([tmp_path / "cat"], out=tmp_path / "roi", atlas=path, progress=False, name="study")
+    assert again.pop("up_to_date") is True
     assert again == first and os.stat(tmp_path / "roi" / "roi_long.csv").st_mtime_ns == stamp
     assert (tmp_path / "roi" / "study_catROI_tiny_Vgm.csv").is_file()
     long = pd.read_csv(tmp_path / "roi" / "roi_long.csv")
@@ -141,10 +142,19 @@ def test_value_errors_and_clipping(tmp_path, atlas_path):
     n11 = int((labels == 11).sum())
     got = long[(long["region_id"] == 11) & (long["tissue"] == "gm")]["volume_ml"].iloc[0]
     assert abs(got - (n11 - 1) * 0.5 * DV) < 1e-9
+    # NaN means 'no data' (SPM12's outside the field of view): left out of the sums, one warning
     gm[0, 0, 0] = np.nan
+    gm[-1, -1, -1] = 0.25  # not constant, else the map is refused as constant
     _one(tmp_path, gm)
-    with pytest.raises(ImageError, match="mwp1sub-01.nii.gz: expected finite voxel values"):
+    with pytest.warns(UserWarning, match=r"mwp1sub-01.nii.gz: 1 NaN voxels of 504 read as 'no data'"):
         run_roi([folder], out=tmp_path / "o3", atlas=path, progress=False)
+    long = pd.read_csv(tmp_path / "o3" / "roi_long.csv")
+    got = long[(long["region_id"] == 11) & (long["tissue"] == "gm")]["volume_ml"].iloc[0]
+    assert abs(got - np.nansum(gm[labels == 11].astype(np.float64)) * DV) < 1e-9
+    gm[0, 0, 0] = np.inf
+    _one(tmp_path, gm)
+    with pytest.raises(ImageError, match=r"mwp1sub-01.nii.gz: expected finite voxel values or NaN \(no data\); found 1 Inf"):
+        run_roi([folder], out=tmp_path / "o4", atlas=path, progress=False)
 
 
 def test_grids_resampled_or_rejected(tmp_path, atlas_path):
@@ -152,7 +162,8 @@ def test_grids_resampled_or_rejected(tmp_path, atlas_path):
     # same space at twice the resolution (half voxels; same world extent): resampled with a warning
     fine = AFFINE.copy()
     fine[:3, :3] /= 2
-    folder = _one(tmp_path, np.full((13, 15, 17), 0.25, dtype=np.float32), affine=fine)
+    varying = np.linspace(0.2, 0.3, 13 * 15 * 17, dtype=np.float32).reshape(13, 15, 17)  # constant maps are refused
+    folder = _one(tmp_path, varying, affine=fine)
     with pytest.warns(UserWarning, match="is not the atlas grid .* resampling the maps"):
         summary = run_roi([folder], out=tmp_path / "o1", atlas=path, progress=False)
     assert summary["subjects"] == 1

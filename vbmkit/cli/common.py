@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
+import signal
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, TypeVar
@@ -54,26 +56,96 @@ def clean_warnings() -> Iterator[None]:
         yield
 
 
-def handle_errors(func: F) -> F:
-    """Turn VbmkitError and pydantic ValidationError into ``Error: ...`` and exit status 2.
+#: Set by ``vbmkit --debug``: errors then show their traceback instead of one line.
+DEBUG = {"on": False}
 
-    Warnings raised while the command runs are printed by :func:`clean_warnings`.
+
+class Terminated(BaseException):
+    """Raised in the main thread by SIGTERM, so ``finally`` blocks remove temporary files."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, _frame: Any) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _terminate_cleanly() -> Iterator[None]:
+    """Turn SIGTERM into an exception for the duration of a command (main thread only)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread (e.g. a command called from a worker thread)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message of an unexpected error as one line that names the file when there is one."""
+    if isinstance(exc, OSError):
+        name = exc.filename if exc.filename is not None else ""
+        what = exc.strerror or str(exc)
+        if exc.errno == errno.EROFS:
+            return f"{name}: expected a writable place for the outputs; the file system is read-only"
+        if isinstance(exc, PermissionError):
+            return f"{name}: permission denied (expected a file or folder this user may read or write)"
+        if exc.errno == errno.ENOSPC:
+            return f"{name}: no space left on the device (free some space, then rerun: finished work is kept)"
+        return f"{name}: {what} ({type(exc).__name__})" if name else f"{what} ({type(exc).__name__})"
+    if isinstance(exc, RecursionError):
+        return "input nested too deeply to process (RecursionError); check the YAML or table for self-references"
+    if isinstance(exc, MemoryError):
+        return "out of memory; lower --memory-gb, --subsamples or --permutations, or use a machine with more memory"
+    return f"internal error ({type(exc).__name__}: {exc}); rerun with `vbmkit --debug ...` for the traceback"
+
+
+def handle_errors(func: F) -> F:
+    """Every failure as one ``Error: ...`` line on stderr and exit status 2.
+
+    VbmkitError and pydantic ValidationError carry their own messages; file-system errors
+    (permissions, read-only file systems, a full disk), RecursionError and MemoryError are
+    named; any other exception is an internal error whose traceback ``vbmkit --debug`` shows.
+    Ctrl-C (exit 130) and SIGTERM (exit 143) end the command after its temporary files are
+    removed. Warnings raised while the command runs are printed by :func:`clean_warnings`.
     """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import click
         from pydantic import ValidationError
 
         from vbmkit.errors import VbmkitError
 
         try:
-            with clean_warnings():
+            with _terminate_cleanly(), clean_warnings():
                 return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.ClickException,
+                click.exceptions.Abort):
+            raise
         except ValidationError as exc:
             typer.echo(f"Error: {format_validation_error(exc)}", err=True)
             raise typer.Exit(code=2) from None
         except VbmkitError as exc:
             typer.echo(f"Error: {exc}", err=True)
+            raise typer.Exit(code=2) from None
+        except KeyboardInterrupt:
+            typer.echo("Error: interrupted; finished outputs are kept and temporary files removed "
+                       "(rerun to continue)", err=True)
+            raise typer.Exit(code=130) from None
+        except Terminated:
+            typer.echo("Error: terminated (SIGTERM); finished outputs are kept and temporary files removed "
+                       "(rerun to continue)", err=True)
+            raise typer.Exit(code=143) from None
+        except Exception as exc:
+            if DEBUG["on"]:
+                raise
+            typer.echo(f"Error: {_one_line(exc)}", err=True)
             raise typer.Exit(code=2) from None
 
     return wrapper  # type: ignore[return-value]

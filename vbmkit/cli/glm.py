@@ -11,8 +11,13 @@ from vbmkit.cli.common import DeviceOption, handle_errors
 
 
 def parse_contrast_options(items: list[str]) -> dict[str, str]:
-    """``["age=age", "dep=C(group)[T.depr]"]`` -> ``{"age": "age", "dep": "C(group)[T.depr]"}``."""
+    """``["age=age", "dep=C(group)[T.depr]"]`` -> ``{"age": "age", "dep": "C(group)[T.depr]"}``.
+
+    Each expression is checked against the contrast grammar
+    (:func:`vbmkit.workflows.formula_grammar.check_contrast`) before anything else reads it.
+    """
     from vbmkit.errors import ConfigError
+    from vbmkit.workflows.formula_grammar import check_contrast
 
     spec: dict[str, str] = {}
     for item in items:
@@ -21,6 +26,7 @@ def parse_contrast_options(items: list[str]) -> dict[str, str]:
             raise ConfigError(f"--contrast {item!r}: expected NAME=EXPR, e.g. age=age or dep='C(group)[T.depr]'")
         if name.strip() in spec:
             raise ConfigError(f"--contrast {item!r}: the name {name.strip()!r} is given twice")
+        check_contrast(name.strip(), expr.strip())
         spec[name.strip()] = expr.strip()
     return spec
 
@@ -34,11 +40,11 @@ def app_command(
     formula: Annotated[str | None, typer.Option("--formula", "-f", help="Model, e.g. 'age + C(sex) + TIV' (intercept added).")] = None,
     contrast: Annotated[list[str] | None, typer.Option("--contrast", help="NAME=EXPR, repeatable: age=age, neg=-age, dep='C(group)[T.depr]', site='C(site)', both='F: age, TIV', v='0 1 0'.")] = None,
     subsamples: Annotated[int | None, typer.Option("--subsamples", min=0, help="Random subsamples for median t / stability; 0: none (default 100).")] = None,
-    fraction: Annotated[float | None, typer.Option("--fraction", min=0.0, max=1.0, help="Fraction of subjects per subsample (default 0.8).")] = None,
+    fraction: Annotated[float | None, typer.Option("--fraction", help="Fraction of subjects per subsample (default 0.8).")] = None,
     permutations: Annotated[int | None, typer.Option("--permutations", min=0, help="Freedman-Lane permutations for FWE p; 0: none (default 0).")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of subsamples and permutations (default 0).")] = None,
     mask: Annotated[Path | None, typer.Option("--mask", help="Mask image (non-zero = in) on the maps' grid.")] = None,
-    mask_threshold: Annotated[float | None, typer.Option("--mask-threshold", min=0.0, help="Threshold on the mean map when no --mask (default 0.1).")] = None,
+    mask_threshold: Annotated[float | None, typer.Option("--mask-threshold", help="Threshold on the mean map when no --mask (default 0.1).")] = None,
     threshold: Annotated[float | None, typer.Option("--threshold", help="Statistic threshold for stability and clusters (default: p < 0.001 uncorrected).")] = None,
     stratify: Annotated[str | None, typer.Option("--stratify", help="Categorical column to stratify the subsamples by.")] = None,
     missing: Annotated[str | None, typer.Option("--missing", help="error (default) or drop: images without a row, rows without an image or with missing values.")] = None,
@@ -76,6 +82,7 @@ def app_command(
         missing_policy = missing if missing is not None else missing_policy
         out = out if out is not None else glm_out
     else:
+        glm_out = None
         if not images:
             raise ConfigError("glm: expected IMAGES (files, globs or folders) or --study; got neither")
         if covariates is None:
@@ -93,8 +100,15 @@ def app_command(
     if missing_policy not in ("error", "drop"):
         raise ConfigError(f"--missing: expected 'error' or 'drop'; got {missing_policy!r}")
 
-    summary = run_glm(items, table, id_column=id_col, settings=settings, out=out, missing=missing_policy,
-                      device=device, progress=not quiet)
+    if study is not None and out == glm_out:  # <study out>/glm: the study folder lists it as its part
+        from vbmkit.io.ownership import owned_entry
+
+        with owned_entry(glm_out.parent, glm_out.name, command="run"):
+            summary = run_glm(items, table, id_column=id_col, settings=settings, out=out, missing=missing_policy,
+                              device=device, progress=not quiet)
+    else:
+        summary = run_glm(items, table, id_column=id_col, settings=settings, out=out, missing=missing_policy,
+                          device=device, progress=not quiet)
     _print_summary(summary, out)
 
 

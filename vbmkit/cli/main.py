@@ -16,6 +16,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # plain click messages: a usage error is one `Error: ...` line like every other error
+    rich_markup_mode=None,
 )
 
 
@@ -29,8 +31,12 @@ def _version(value: bool) -> None:
 def main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error instead of one line.")] = False,
 ) -> None:
     """vbmkit command line."""
+    from vbmkit.cli.common import DEBUG
+
+    DEBUG["on"] = debug
 
 
 # Command registration: one line per command module.

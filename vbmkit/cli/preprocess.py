@@ -38,6 +38,7 @@ def app_command(
 
     base = PreprocessConfig()
     study_inputs: list[str] = []
+    study_out = None
     if study is not None:
         cfg, study_out = _read_study(study)
         base = cfg.preprocess if cfg.preprocess is not None else base
@@ -53,7 +54,13 @@ def app_command(
         raise ConfigError("preprocess: expected T1 inputs (files, globs or folders); got none")
     if out is None:
         raise ConfigError("preprocess: expected --out DIR (or a --study YAML that sets out); got neither")
-    summary = run_preprocess(items, out, settings, device=device, progress=not quiet)
+    if study is not None and out == study_out:  # <study out>/preprocess: the study folder lists it
+        from vbmkit.io.ownership import owned_entry
+
+        with owned_entry(study_out.parent, study_out.name, command="run"):
+            summary = run_preprocess(items, out, settings, device=device, progress=not quiet)
+    else:
+        summary = run_preprocess(items, out, settings, device=device, progress=not quiet)
     typer.echo(f"{len(summary.done)} done, {len(summary.skipped)} skipped (already finished), "
                f"{len(summary.failed)} failed; volumes: {summary.volumes_csv}")
     if summary.failed:
@@ -65,17 +72,14 @@ def app_command(
 
 def _read_study(path: Path):
     """The study config and its preprocess output folder (``<out>/preprocess``)."""
-    import yaml
     from pydantic import ValidationError
 
     from vbmkit.cli.common import format_validation_error
     from vbmkit.config import StudyConfig
     from vbmkit.errors import ConfigError
+    from vbmkit.io.study_yaml import read_study_yaml
 
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: expected a readable study YAML; got {type(exc).__name__}: {exc}") from exc
+    raw = read_study_yaml(path).data  # bounded: aliases, anchors and tags checked
     try:
         cfg = StudyConfig.model_validate(raw if raw is not None else {})
     except ValidationError as exc:

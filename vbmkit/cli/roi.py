@@ -12,12 +12,14 @@ from vbmkit.cli.common import DeviceOption, handle_errors
 
 def _contrasts(items: list[str] | None) -> dict[str, str]:
     from vbmkit.errors import ConfigError
+    from vbmkit.workflows.formula_grammar import check_contrast
 
     out: dict[str, str] = {}
     for item in items or []:
         name, sep, expr = item.partition("=")
         if not sep or not name.strip() or not expr.strip():
             raise ConfigError(f"--contrast: expected NAME=EXPR (e.g. age=age); got {item!r}")
+        check_contrast(name.strip(), expr.strip())  # parsed, never evaluated (formula_grammar)
         out[name.strip()] = expr.strip()
     return out
 
@@ -31,7 +33,7 @@ def app_command(
                                                        "or a label NIfTI with <stem>_labels.csv beside it.")] = "lpba40",
     covariates: Annotated[Path | None, typer.Option("--covariates", "-c", help="Covariate CSV/TSV for ROI statistics.")] = None,
     id_column: Annotated[str, typer.Option("--id-column", help="Subject ID column of the covariates.")] = "participant_id",
-    formula: Annotated[str | None, typer.Option("--formula", help="Right-hand side, e.g. 'age + C(sex) + TIV'.")] = None,
+    formula: Annotated[str | None, typer.Option("--formula", "-f", help="Right-hand side, e.g. 'age + C(sex) + TIV'.")] = None,
     contrast: Annotated[list[str] | None, typer.Option("--contrast", help="NAME=EXPR, repeatable (as vbmkit glm).")] = None,
     missing: Annotated[str, typer.Option("--missing", help="error or drop: subjects without covariates and vice versa.")] = "error",
     name: Annotated[str | None, typer.Option("--name", help="Prefix of the CAT12 group exports (default: the --out folder name).")] = None,
@@ -43,10 +45,14 @@ def app_command(
 ) -> None:
     """Measure GM/WM(/CSF) volume in mL in every atlas region of every subject; write long, wide and
     CAT12-style tables, and with --covariates/--formula/--contrast the ROI statistics."""
+    from vbmkit.workflows.formula_grammar import check_formula
     from vbmkit.workflows.roi import run_roi
 
+    if formula is not None:
+        check_formula(formula)  # before the maps are read: the formula is parsed, never evaluated
+    contrasts = _contrasts(contrast)
     summary = run_roi(images, out=out, atlas=atlas, covariates=covariates, id_column=id_column,
-                      formula=formula, contrasts=_contrasts(contrast), missing=missing, native=native,
+                      formula=formula, contrasts=contrasts, missing=missing, native=native,
                       name=name, device=device, batch_size=batch_size, progress=not quiet)
     cov = summary["gm_fraction_in_atlas"]
     typer.echo(f"{summary['subjects']} subjects x {summary['regions']} {summary['atlas']} regions x "

@@ -26,17 +26,28 @@ def app_command(
     noise: Annotated[float, typer.Option("--noise", min=0.0, help="SD of the image noise (T1 scale ~1).")] = 0.03,
     images: Annotated[bool, typer.Option("--images/--no-images", help="Make the T1 images (else only truth/ "
                                          "maps and participants.tsv, for statistics-only runs).")] = True,
+    yes: Annotated[bool, typer.Option("--yes", help="Go ahead when the cohort needs more than 5 GB of disk.")] = False,
 ) -> None:
     """Simulate T1 images from the CAT12 template with atrophy (tissue shrinkage, CSF filling the
     space) growing with age in named LPBA40 regions, a patient-control difference in another,
     head size by sex, random deformations, bias and noise; writes participants.tsv and truth/
-    (tissue and effect maps).
+    (tissue and effect maps). Prints the disk it will take first; more than 5 GB needs --yes.
     """
     from vbmkit.simulate.cohort import CohortParameters
-    from vbmkit.workflows.simulate import AGE_REGIONS, GROUP_REGIONS, simulate_cohort
+    from vbmkit.stats.memory import format_bytes
+    from vbmkit.workflows.simulate import (
+        AGE_REGIONS,
+        GROUP_REGIONS,
+        check_disk,
+        estimate_disk,
+        simulate_cohort,
+    )
 
     params = CohortParameters(voxel_size_mm=voxel_size, age_effect_per_year=age_effect,
                               group_effect=group_effect, noise_sd=noise)
+    estimate = estimate_disk(n, parameters=params, images=images)
+    check_disk(estimate, out, n=n, confirmed=yes)
+    typer.echo(f"simulate: {n} subjects -> {out}: about {estimate.files:,} files, {format_bytes(estimate.bytes)}")
     summary = simulate_cohort(out, n=n, seed=seed, parameters=params, images=images,
                               progress=lambda sid: typer.echo(f"  {sid}"))
     typer.echo(f"{summary['n']} subjects in {out} ({len(summary['written'])} written, "

@@ -14,6 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+#: Prefix of every temporary file or folder vbmkit creates; a rerun removes leftovers with it
+#: inside folders vbmkit owns (:mod:`vbmkit.io.ownership`).
+TMP_PREFIX = ".vbmkit-tmp-"
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -25,7 +29,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(target.suffixes) or ".tmp"
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name.split('.')[0]}.", suffix=suffix,
+    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{target.name.split('.')[0]}.", suffix=suffix,
                                dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)

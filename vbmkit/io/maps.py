@@ -20,6 +20,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +29,9 @@ import numpy as np
 import torch
 
 from vbmkit.errors import CovariateError, ImageError
-from vbmkit.io.nifti import image_stem, is_image_path, load_grid, load_volume
+from vbmkit.io.nifti import image_stem, is_image_path, load_grid, load_map, load_volume
 from vbmkit.space import Grid
+from vbmkit.stats.qc import MapSanity, map_sanity, robust_z
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 #: Full volumes up to this many bytes are kept in memory for the mean-map mask (one pass over
@@ -235,34 +237,92 @@ def load_mask(path: Path, grid: Grid, *, reference: Path) -> np.ndarray:
     return mask
 
 
+#: A subject map with non-zero values in fewer than this fraction of the in-mask voxels is refused
+#: as near-empty (a failed segmentation, a wrong file); all-zero and constant maps are refused too.
+MIN_NONZERO_FRACTION = 0.01
+#: A subject whose in-mask mean has a robust z (median / MAD over subjects) beyond this is warned about.
+OUTLIER_Z = 5.0
+#: The robust z needs at least this many subjects (with fewer the median and MAD mean little).
+MIN_SUBJECTS_FOR_Z = 5
+
+
+def check_map_values(sanity: MapSanity, paths: Sequence[Path], *, where: str = "the mask") -> None:
+    """Refuse all-zero, constant and near-empty subject maps (see :func:`vbmkit.stats.qc.map_sanity`).
+
+    Raises
+    ------
+    ImageError
+        Naming the first file whose in-mask values are all 0, all one value, or non-zero in fewer
+        than :data:`MIN_NONZERO_FRACTION` of the ``sanity.n_voxels`` voxels inside ``where``.
+    """
+    v = sanity.n_voxels
+    for k, p in enumerate(paths):
+        if bool(sanity.constant[k]):
+            value = float(sanity.first_value[k])
+            if value == 0:
+                raise ImageError(f"{p}: expected a tissue map with non-zero values inside {where}; all {v} "
+                                 "voxels there are 0 (an empty map)")
+            raise ImageError(f"{p}: expected values that vary inside {where}; all {v} voxels there are "
+                             f"{value:.6g} (a constant map)")
+        frac = float(sanity.nonzero_fraction[k])
+        if frac < MIN_NONZERO_FRACTION:
+            raise ImageError(f"{p}: expected non-zero values in at least {100 * MIN_NONZERO_FRACTION:g} % of the "
+                             f"{v} voxels inside {where}; only {round(frac * v)} ({100 * frac:.2g} %) are "
+                             "non-zero (a near-empty map)")
+
+
+def warn_outlying_means(means: torch.Tensor, paths: Sequence[Path], *, where: str = "the mask") -> None:
+    """Warn about each map whose mean inside ``where`` has a robust |z| > :data:`OUTLIER_Z`.
+
+    Nothing is checked with fewer than :data:`MIN_SUBJECTS_FOR_Z` maps.
+    """
+    if len(paths) < MIN_SUBJECTS_FOR_Z:
+        return
+    means = torch.as_tensor(means, dtype=torch.float64)
+    z = robust_z(means)
+    median = float(means.quantile(0.5))
+    for k in torch.nonzero(z.abs() > OUTLIER_Z).flatten().tolist():
+        warnings.warn(f"{paths[k]}: mean inside {where} {float(means[k]):.4g} lies far from the other maps' "
+                      f"(median {median:.4g}; robust z {float(z[k]):+.1f}, |z| > {OUTLIER_Z:g}); check this "
+                      "subject's preprocessing", stacklevel=3)
+
+
 def load_maps(paths: Sequence[Path], *, mask: np.ndarray | None = None, mask_threshold: float = 0.1,
-              drop_constant: bool = False, progress: Callable[[int, int], None] | None = None) -> MaskedMaps:
+              drop_constant: bool = False, check_subjects: bool = True,
+              progress: Callable[[int, int], None] | None = None) -> MaskedMaps:
     """Load N maps into an (N, V) matrix under a mask.
 
     Parameters
     ----------
     paths : sequence of Path
-        3-D images on one grid (checked from the headers before any data is read).
+        3-D images on one grid (checked from the headers before any data is read). NaN voxels
+        mean 'no data' (outside the field of view, as SPM12 writes them; :func:`load_map`).
     mask : (X, Y, Z) bool ndarray, optional
         RAS mask on the images' grid. When omitted the mask is ``mean map > mask_threshold``.
+        Either way a voxel that is NaN in any image is left out (it fails the mask rule).
     mask_threshold : float
         Absolute threshold on the mean map (CAT12-like default 0.1 for GM maps).
     drop_constant : bool
         Also leave out voxels whose value is the same in every image (they have no variance,
         hence no t); the returned ``mask`` excludes them.
+    check_subjects : bool
+        Refuse all-zero, constant and near-empty maps (:func:`check_map_values`) and warn about
+        maps whose in-mask mean is an outlier (:func:`warn_outlying_means`).
     progress : callable(done, total), optional
         Called after each file is read.
 
     Raises
     ------
     ImageError, GridMismatchError
-        Non-3-D images, NaN/Inf voxels, differing grids, or an empty mask.
+        Non-3-D, truncated or all-NaN images, Inf voxels, differing grids, an empty mask (also
+        when the images' fields of view do not overlap), or a subject map that fails the checks.
 
     Notes
     -----
     Without ``mask``, all full volumes are kept in memory when they fit in 1 GiB (one read per
     file); otherwise each file is read twice (mean map, then the masked values), so memory holds
-    only the (N, V) result. Constant voxels are removed in place, block by block, so dropping
+    only the (N, V) result. The mean map counts NaN as 0; the voxels NaN in some image are then
+    removed from the mask. Constant voxels are removed in place, block by block, so dropping
     them never needs a second (N, V) copy.
     """
     paths = [Path(p) for p in paths]
@@ -274,6 +334,7 @@ def load_maps(paths: Sequence[Path], *, mask: np.ndarray | None = None, mask_thr
     one_pass = mask is not None or n * v_full * 4 <= _ONE_PASS_BYTES
     total = n if one_pass else 2 * n
     step = 0
+    n_nan = np.zeros(n, dtype=np.int64)
 
     def tick() -> None:
         nonlocal step
@@ -284,46 +345,95 @@ def load_maps(paths: Sequence[Path], *, mask: np.ndarray | None = None, mask_thr
     if mask is None:
         full: np.ndarray | None = np.empty((n, v_full), dtype=np.float32) if one_pass else None
         mean = np.zeros(v_full, dtype=np.float64)
+        complete = np.ones(v_full, dtype=bool)  # data (not NaN) in every image
         for k, p in enumerate(paths):
-            arr = load_volume(p).data.numpy().reshape(-1)
-            mean += arr
+            arr = load_map(p).data.numpy().reshape(-1)
+            finite = np.isfinite(arr)
+            n_nan[k] = arr.size - int(finite.sum())
+            complete &= finite
+            mean += np.where(finite, arr, 0.0)
             if full is not None:
                 full[k] = arr
             tick()
-        mask = (mean / n > mask_threshold).reshape(grid.shape)
-        if not mask.any():
+        above = (mean / n > mask_threshold).reshape(grid.shape)
+        if not above.any():
             raise ImageError(f"mask: expected voxels whose mean over {n} images exceeds the threshold "
                              f"{mask_threshold}; none does (max mean {mean.max() / n:.4g}; lower "
                              "--mask-threshold or give --mask)")
+        mask = above & complete.reshape(grid.shape)
+        _report_nan_voxels(above, mask, paths, n_nan)
         if full is not None:
             data = torch.from_numpy(np.ascontiguousarray(full[:, mask.reshape(-1)]))
             del full
-            return _finish(data, mask, grid, stored_affine, drop_constant=drop_constant)
-    flat = np.asarray(mask, dtype=bool).reshape(-1)
+            return _finish(data, mask, grid, stored_affine, drop_constant=drop_constant,
+                           check_subjects=check_subjects, paths=paths)
+        flat = mask.reshape(-1)
+        data = torch.empty((n, int(flat.sum())), dtype=torch.float32)
+        for k, p in enumerate(paths):  # second pass: the warning was given in the first
+            data[k] = torch.from_numpy(load_map(p, warn=False).data.numpy().reshape(-1)[flat])
+            tick()
+        return _finish(data, mask, grid, stored_affine, drop_constant=drop_constant,
+                       check_subjects=check_subjects, paths=paths)
+    given = np.asarray(mask, dtype=bool)
+    flat = given.reshape(-1)
     data = torch.empty((n, int(flat.sum())), dtype=torch.float32)
     for k, p in enumerate(paths):
-        data[k] = torch.from_numpy(load_volume(p).data.numpy().reshape(-1)[flat])
+        data[k] = torch.from_numpy(load_map(p).data.numpy().reshape(-1)[flat])
+        finite = torch.isfinite(data[k])
+        n_nan[k] = int((~finite).sum())
+        if not bool(finite.any()):
+            raise ImageError(f"{p}: expected data inside the mask; all {data.shape[1]} mask voxels are NaN "
+                             "(no data: the field of view misses the mask)")
         tick()
-    return _finish(data, np.asarray(mask, dtype=bool), grid, stored_affine, drop_constant=drop_constant)
+    complete = torch.isfinite(data).all(dim=0).numpy()
+    mask = given.copy()
+    mask[given] = complete
+    _report_nan_voxels(given, mask, paths, n_nan)
+    data = _keep_columns(data, complete)
+    return _finish(data, mask, grid, stored_affine, drop_constant=drop_constant,
+                   check_subjects=check_subjects, paths=paths)
+
+
+def _report_nan_voxels(before: np.ndarray, after: np.ndarray, paths: Sequence[Path], n_nan: np.ndarray) -> None:
+    """Warn how many mask voxels NaN removed; raise when none is left (naming the emptiest file)."""
+    lost = int(before.sum() - after.sum())
+    if not after.any():
+        worst = int(np.argmax(n_nan))
+        raise ImageError(f"mask: expected voxels with data (not NaN) in all {len(paths)} images; none of the "
+                         f"{int(before.sum())} mask voxels has: {paths[worst]} is NaN (no data) at "
+                         f"{int(n_nan[worst])} voxels (do the fields of view overlap?)")
+    if lost:
+        warnings.warn(f"mask: {lost} of {int(before.sum())} voxels are NaN (no data) in at least one image; "
+                      "left out of the analysis (as SPM's implicit mask)", stacklevel=3)
+
+
+def _keep_columns(data: torch.Tensor, keep: np.ndarray) -> torch.Tensor:
+    """``data[:, keep]`` for a (V,) bool ``keep``, moving columns left in place (no second copy)."""
+    idx = np.flatnonzero(keep)
+    if idx.size == data.shape[1]:
+        return data
+    # keep[j] >= j, so a block never overwrites columns a later block still reads.
+    block = 4096
+    for start in range(0, idx.size, block):
+        cols = torch.from_numpy(idx[start:start + block])
+        data[:, start:start + cols.numel()] = data[:, cols]
+    return data[:, :idx.size]
 
 
 def _finish(data: torch.Tensor, mask: np.ndarray, grid: Grid, stored_affine: np.ndarray, *,
-            drop_constant: bool) -> MaskedMaps:
+            drop_constant: bool, check_subjects: bool = False, paths: Sequence[Path] = ()) -> MaskedMaps:
+    if check_subjects:
+        sanity = map_sanity(data)
+        check_map_values(sanity, paths)
+        warn_outlying_means(sanity.mean, paths)
     if not drop_constant:
         return MaskedMaps(data, mask, grid, stored_affine)
     varying = (data.amax(dim=0) > data.amin(dim=0)).numpy()
     if not varying.any():
         raise ImageError(f"images: expected voxels that vary across the {data.shape[0]} images inside the "
                          "mask; every voxel is constant")
-    keep = np.flatnonzero(varying)
-    if keep.size < data.shape[1]:
-        # Move the kept columns left in place: keep[j] >= j, so a block never overwrites columns a
-        # later block still reads.
-        block = 4096
-        for start in range(0, keep.size, block):
-            cols = torch.from_numpy(keep[start:start + block])
-            data[:, start:start + cols.numel()] = data[:, cols]
-        data = data[:, :keep.size]
+    if not varying.all():
+        data = _keep_columns(data, varying)
         new_mask = np.zeros(mask.shape, dtype=bool)
         new_mask[mask] = varying
         mask = new_mask

@@ -28,7 +28,7 @@ import numpy as np
 from vbmkit.errors import ImageError, VbmkitError
 from vbmkit.io.cat12 import SubjectOutputs, find_outputs
 from vbmkit.io.nifti import load_volume, save_volume
-from vbmkit.space import Volume
+from vbmkit.space import Grid, Volume
 
 #: SPM12 segmentation prefixes (native, warped, modulated warped; smoothed ``s<fwhm>`` + warped).
 SPM12_KINDS = ("c1", "c2", "c3", "wc1", "wc2", "wc3", "mwc1", "mwc2", "mwc3")
@@ -272,3 +272,39 @@ def find_segmentations(folder: str | os.PathLike) -> dict[str, SubjectOutputs]:
     """SPM12 segmentation outputs under ``folder`` by subject name (``c1``, ``mwc1``, ``s8mwc1`` ...)."""
     found = find_outputs(folder, kinds=SPM12_KINDS)
     return {k: v for k, v in found.items() if v.maps}
+
+
+#: Normalised grids SPM12 writes: (name, shape, voxel size mm, bounding box [[min], [max]] mm).
+SPM12_GRIDS = (
+    ("SPM12 OldSeg / spm_write_sn (2 mm, priors' bounding box)", (91, 109, 91), 2.0,
+     ((-90.0, -126.0, -72.0), (90.0, 90.0, 108.0))),
+    ("SPM12 Normalise default (2 mm, bounding box [-78 -112 -70; 78 76 85])", (79, 95, 78), 2.0,
+     ((-78.0, -112.0, -70.0), (78.0, 76.0, 84.0))),
+    ("CAT12 / vbmkit 1.5 mm template grid", (113, 137, 113), 1.5,
+     ((-84.0, -120.0, -72.0), (84.0, 84.0, 96.0))),
+)
+
+
+def describe_grid(grid: Grid) -> dict[str, Any]:
+    """Which known normalised grid ``grid`` is (SPM12 OldSeg, SPM12 Normalise, CAT12), from its
+    shape and voxel size; the bounding box (world mm of the outer voxel centres) is reported
+    with whether it matches the one that grid is written with.
+
+    Returns
+    -------
+    dict
+        ``name`` (``"other"`` when unknown), ``shape``, ``voxel_mm``, ``bounding_box_mm``
+        ([[x, y, z] min, [x, y, z] max]) and ``expected_bounding_box`` (bool, None when unknown).
+    """
+    corners = np.array([[i, j, k] for i in (0, grid.shape[0] - 1) for j in (0, grid.shape[1] - 1)
+                        for k in (0, grid.shape[2] - 1)], dtype=np.float64)
+    world = grid.voxel_to_world(corners)
+    box = [world.min(axis=0).round(3).tolist(), world.max(axis=0).round(3).tolist()]
+    voxel = grid.voxel_size.round(4).tolist()
+    out: dict[str, Any] = {"name": "other", "shape": list(grid.shape), "voxel_mm": voxel, "bounding_box_mm": box,
+                           "expected_bounding_box": None}
+    for name, shape, size, expected in SPM12_GRIDS:
+        if tuple(grid.shape) == shape and np.allclose(grid.voxel_size, size, atol=1e-3):
+            out["name"] = name
+            out["expected_bounding_box"] = bool(np.allclose(box, expected, atol=size / 2))
+    return out

@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from vbmkit.errors import CovariateError
@@ -56,6 +57,8 @@ def read_covariates(path: str | os.PathLike, *, id_column: str) -> pd.DataFrame:
         duplicate IDs (all listed).
     """
     p = Path(path)
+    if p.is_dir():
+        raise CovariateError(f"covariates {p}: expected a CSV or TSV file; got a folder")
     if not p.is_file():
         raise CovariateError(f"covariates {p}: expected a CSV or TSV file; it does not exist")
     try:
@@ -111,7 +114,15 @@ def check_numeric(table: pd.DataFrame, columns: Sequence[str], *, source: str | 
             raise CovariateError(f"covariates {where}: expected a column {col!r}; the columns are "
                                  f"{list(map(str, table.columns))}")
         values = table[col]
-        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        if pd.api.types.is_bool_dtype(values):
+            continue
+        if pd.api.types.is_numeric_dtype(values):
+            infinite = values[np.isinf(values.to_numpy(dtype=float))]
+            if len(infinite):
+                lines = [int(i) + 2 for i in infinite.index[:5]]  # +2: header line, 1-based
+                raise CovariateError(f"covariates {where}: expected finite numbers in column {col!r}; "
+                                     f"found {infinite.iloc[0]} on line{'s' if len(lines) > 1 else ''} "
+                                     f"{', '.join(map(str, lines))}")
             continue
         converted = pd.to_numeric(values, errors="coerce")
         bad = values[converted.isna() & values.notna()]

@@ -52,10 +52,32 @@ def overlap_summary(subjects: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def map_r_summary(subjects: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """Median (IQR) over subjects of the voxel-wise r of mwp1 (GM) and mwp2 (WM)."""
+def map_r_summary(subjects: Mapping[str, Mapping[str, Any]], *, fwhm: str | None = None) -> pd.DataFrame:
+    """Median (IQR) over subjects of the voxel-wise r of mwp1 (GM) and mwp2 (WM), raw and smoothed
+    (``s<fwhm>mwp1``, ``s<fwhm>mwp2``) when ``fwhm`` is given."""
+    kinds = ["mwp1", "mwp2"] + ([f"s{fwhm}mwp1", f"s{fwhm}mwp2"] if fwhm is not None else [])
     return pd.DataFrame([{"map": k, "Pearson r": _median_iqr([s.get(f"r_{k}") for s in subjects.values()])}
-                         for k in ("mwp1", "mwp2")])
+                         for k in kinds])
+
+
+def _smoothed_blocks(metrics: Mapping[str, Any]) -> list[str]:
+    """The sentence on raw vs smoothed r, the grid and mask of the smoothed r, the reference grid."""
+    sm = metrics.get("smoothed") or {}
+    blocks = []
+    if sm:
+        blocks.append(html_paragraph(
+            f"{sm.get('note', '')} Smoothed maps: FWHM {sm.get('fwhm_mm', 6):g} mm; from "
+            f"{'; '.join(sm.get('sources') or ['none'])}; grid {'; '.join(sm.get('grids') or ['none'])}; "
+            f"mask: {sm.get('mask', '')}."))
+    grid = metrics.get("reference_grid")
+    if grid:
+        box = grid.get("bounding_box_mm")
+        note = {True: " (the bounding box it is written with)", False: " (not its usual bounding box)",
+                None: ""}[grid.get("expected_bounding_box")]
+        blocks.append(html_paragraph(
+            f"Reference grid found: {grid['name']}: {' x '.join(map(str, grid['shape']))} voxels of "
+            f"{'/'.join(f'{v:g}' for v in grid['voxel_mm'])} mm, bounding box {box} mm{note}."))
+    return blocks
 
 
 def _scatter_ba(pairs: Sequence[tuple[np.ndarray, np.ndarray, str]], *, ref: str, unit: str = "mL"):
@@ -195,14 +217,17 @@ def render_compare_report(metrics: Mapping[str, Any], *, paired: pd.DataFrame | 
         overview += [html_paragraph("Missing pieces (reported, not fatal):"), html_list(metrics["missing"])]
     defs = pd.DataFrame([{"metric": k, "definition": v} for k, v in metrics.get("definitions", {}).items()])
     subj = pd.DataFrame.from_dict(subjects, orient="index")
-    keep = [c for c in subj.columns if c.startswith(("dice_", "r_mwp", "tiv_", "gm_", "wm_"))]
+    keep = [c for c in subj.columns if c.startswith(("dice_", "r_mwp", "r_s", "tiv_", "gm_", "wm_"))]
+    fwhm = metrics.get("smoothed", {}).get("fwhm_mm")
+    fwhm_text = f"{fwhm:g}" if fwhm is not None else None
     subj_table = subj[keep].reset_index(names="subject") if len(subj) else subj
     sections = [
         Section("Overview", overview, anchor="overview"),
         Section("Tissue maps per subject", [
             html_paragraph("Median (IQR) over subjects of the overlap of the native label maps, and of the "
                            "voxel-wise Pearson r of the modulated warped maps."),
-            html_table(overlap_summary(subjects)), html_table(map_r_summary(subjects)),
+            html_table(overlap_summary(subjects)), html_table(map_r_summary(subjects, fwhm=fwhm_text)),
+            *_smoothed_blocks(metrics),
             html_table(subj_table, max_rows=100) if len(subj_table) else html_paragraph("none", note=True)],
             anchor="tissue"),
         Section("Volumes", _volume_blocks(subjects, ref), anchor="volumes"),

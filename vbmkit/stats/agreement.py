@@ -288,7 +288,8 @@ def map_agreement(a: torch.Tensor, b: torch.Tensor, *, threshold: float = 0.1) -
     """Pearson r of two maps within the voxels where their mean exceeds ``threshold``.
 
     The rule is the GLM's default mask (mean map > 0.1 for GM/WM densities), applied to the
-    pair, so neither map's empty background inflates r.
+    pair, so neither map's empty background inflates r. NaN means 'no data' (SPM12 writes it
+    outside the field of view): a voxel NaN in either map fails the rule.
 
     Returns
     -------
@@ -296,7 +297,9 @@ def map_agreement(a: torch.Tensor, b: torch.Tensor, *, threshold: float = 0.1) -
         ``r`` (float64 scalar tensor) and ``n_voxels`` (int64 scalar tensor).
     """
     x, y = _f64(a).reshape(-1), _f64(b).reshape(-1)
-    mask = 0.5 * (x + y) > threshold
+    finite = torch.isfinite(x) & torch.isfinite(y)
+    x, y = torch.where(finite, x, 0.0), torch.where(finite, y, 0.0)
+    mask = finite & (0.5 * (x + y) > threshold)
     return {"r": pearson_r(x, y, mask=mask), "n_voxels": mask.sum()}
 
 

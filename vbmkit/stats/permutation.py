@@ -7,6 +7,9 @@ The algebra is written up in ``docs/algorithms_glm.md``.
 
 from __future__ import annotations
 
+import itertools
+import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -16,13 +19,18 @@ import torch
 
 from vbmkit.device import resolve_device
 from vbmkit.errors import ConfigError, DesignError
-from vbmkit.stats.chunking import chunk_size, iter_voxel_blocks
+from vbmkit.stats.chunking import CPU_MAX_WIDTH, chunk_size, iter_voxel_blocks
 from vbmkit.stats.design import Contrast, check_contrast, ones_in_span, standardise_design
 from vbmkit.stats.glm import _check_inputs, _default_columns
 
 #: Largest permutation matrix stack kept in memory for the whole run (bytes); larger
 #: stacks are rebuilt per voxel block.
 CACHE_BYTES = 256 << 20
+#: Elements of one batch's GEMM output aimed at when the data are narrow: fewer, larger
+#: batches when there are few voxels and many permutations (loop overhead dominates there).
+BATCH_ELEMENTS = 1 << 22
+#: Beyond this many subjects N! exceeds any permutation count worth asking for (20! > 2e18).
+EXACT_MAX_SUBJECTS = 20
 
 
 @dataclass(frozen=True)
@@ -106,8 +114,58 @@ def _permutation_rows(plan: _Plan, perms: torch.Tensor) -> torch.Tensor:
     return b.reshape(-1, b.shape[-1])
 
 
+def distinct_permutations(n_subjects: int) -> int | None:
+    """N! (the number of distinct permutations of N subjects), or None when N > 20 (too many to matter)."""
+    return math.factorial(n_subjects) if n_subjects <= EXACT_MAX_SUBJECTS else None
+
+
+def effective_permutations(n_subjects: int, n_permutations: int) -> tuple[int, bool]:
+    """Permutations actually run for a request: ``(min(n_permutations, N!), exhaustive)``.
+
+    ``exhaustive`` is True when the request reaches N!: then every distinct permutation is run
+    once (an exact test) instead of drawing at random with repeats, as FSL randomise does.
+    """
+    total = distinct_permutations(n_subjects)
+    if total is not None and n_permutations >= total:
+        return total, True
+    return n_permutations, False
+
+
+def permutation_batch(n_permutations: int, widest: int, n_voxels: int, *, batch: int = 128) -> int:
+    """Permutations per GEMM: ``batch``, raised up to ``BATCH_ELEMENTS / (widest x voxels)``.
+
+    With a whole brain (``n_voxels`` beyond a few thousand) this stays ``batch``; with few
+    voxels and many permutations (an exact test of 8! on a small mask) the batches grow so
+    that the per-batch overhead of the small tensor operations does not dominate.
+    """
+    voxels = max(1, min(n_voxels, CPU_MAX_WIDTH))
+    return max(1, min(n_permutations, max(batch, BATCH_ELEMENTS // (max(1, widest) * voxels))))
+
+
+def all_permutations(n_subjects: int) -> torch.Tensor:
+    """Every permutation of N subjects in lexicographic order (identity first), (N!, N) int64.
+
+    Raises
+    ------
+    ConfigError
+        For N > 20 (N! rows would not fit in any memory).
+    """
+    if n_subjects > EXACT_MAX_SUBJECTS:
+        raise ConfigError(f"n_subjects: expected at most {EXACT_MAX_SUBJECTS} for an exhaustive permutation "
+                          f"test; got {n_subjects}")
+    rows = itertools.permutations(range(n_subjects))
+    flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64,
+                       count=math.factorial(n_subjects) * n_subjects)
+    return torch.from_numpy(flat.reshape(-1, n_subjects))
+
+
 def draw_permutations(n_subjects: int, n_permutations: int, *, seed: int = 0) -> torch.Tensor:
-    """The identity followed by ``n_permutations - 1`` random permutations, (n_perm, N) int64."""
+    """The identity followed by ``n_permutations - 1`` random permutations, (n_perm, N) int64.
+
+    Draws are independent (with replacement), so repeats happen when N! is small; callers
+    that want an exact test pass ``n_permutations >= N!`` to :func:`freedman_lane`, which
+    then enumerates with :func:`all_permutations`.
+    """
     gen = torch.Generator().manual_seed(int(seed))
     perms = [torch.arange(n_subjects)]
     perms += [torch.randperm(n_subjects, generator=gen) for _ in range(n_permutations - 1)]
@@ -128,13 +186,15 @@ def freedman_lane(Y: torch.Tensor, X: np.ndarray, contrasts: Sequence[Contrast],
     contrasts : sequence of Contrast
         Each contrast's nuisance model is the part of X its null hypothesis leaves free.
     n_permutations : int
-        Number of permutations including the identity (e.g. 1000 = identity + 999).
+        Number of permutations including the identity (e.g. 1000 = identity + 999). When it
+        reaches N! (the number of distinct permutations), all N! are run once instead (an
+        exact test; a warning says so when more were asked for).
     seed : int
         Seed of the ``torch.Generator`` of the permutations (shared by all contrasts).
     device, memory_bytes, progress, columns
         As in :func:`vbmkit.stats.glm.fit`.
     batch : int
-        Permutations per GEMM.
+        Permutations per GEMM (raised by :func:`permutation_batch` when there are few voxels).
 
     Returns
     -------
@@ -158,6 +218,11 @@ def freedman_lane(Y: torch.Tensor, X: np.ndarray, contrasts: Sequence[Contrast],
     ``RSS_j = |R_z y|^2 - |z_j|^2``, and t = ``Qc^T e_j / sqrt(RSS_j / (N - P))``.
     ``p_FWE(v) = #{j : max_null_j >= stat_v} / n_permutations`` (identity included, so the
     smallest p is ``1 / n_permutations``).
+
+    Exhaustive test: random draws repeat permutations when N! is small, and asking for more
+    than N! cannot make p finer than ``1 / N!``. As in FSL randomise, a request of at least
+    N! permutations runs each of the N! exactly once (lexicographic order, identity first), so
+    ``p_FWE`` is the exact permutation p-value; ``max_null`` then has N! entries.
     """
     if n_permutations < 2:
         raise ConfigError(f"n_permutations: expected at least 2 (identity included); got {n_permutations}")
@@ -168,9 +233,18 @@ def freedman_lane(Y: torch.Tensor, X: np.ndarray, contrasts: Sequence[Contrast],
     n, v = Y.shape
     df2 = float(n - X.shape[1])
     plans = [_plan(c, X, columns) for c in contrasts]
-    perms = draw_permutations(n, n_permutations, seed=seed)
-    batches = [perms[i:i + batch] for i in range(0, n_permutations, batch)]
+    requested = n_permutations
+    n_permutations, exhaustive = effective_permutations(n, requested)
+    if exhaustive:
+        if requested > n_permutations:
+            warnings.warn(f"--permutations {requested}: only {n_permutations} distinct permutations of {n} "
+                          f"subjects; using all of them (exact test)", stacklevel=2)
+        perms = all_permutations(n)
+    else:
+        perms = draw_permutations(n, n_permutations, seed=seed)
     widest = max(p.m.shape[1] for p in plans)
+    batch = permutation_batch(n_permutations, widest, v, batch=batch)
+    batches = [perms[i:i + batch] for i in range(0, n_permutations, batch)]
     stack_bytes = sum(p.m.shape[1] for p in plans) * n_permutations * n * 4
     cached = stack_bytes <= CACHE_BYTES
     lhs_cache: dict[tuple[int, int], torch.Tensor] = {}

@@ -143,3 +143,102 @@ def sample_homogeneity(correlation: torch.Tensor, *, sd_threshold: float = 2.0) 
     flagged = mean_r < threshold if float(sd) > 0 else torch.zeros(n, dtype=torch.bool, device=r.device)
     return Homogeneity(correlation=r, mean_correlation=mean_r, zscore=z, threshold=threshold,
                        flagged=flagged)
+
+
+#: Scale that makes the median absolute deviation a consistent estimate of the SD of normal data.
+MAD_TO_SD = 1.4826
+#: Scale that makes the mean absolute deviation a consistent estimate of the SD (sqrt(pi / 2)).
+MEANAD_TO_SD = 1.2533
+
+
+def robust_z(values: torch.Tensor) -> torch.Tensor:
+    """Robust z-scores ``(x - median) / (1.4826 MAD)`` of N values.
+
+    Parameters
+    ----------
+    values : torch.Tensor
+        (N,) numbers, e.g. each subject's mean map value inside the mask.
+
+    Returns
+    -------
+    torch.Tensor
+        (N,) float64. The median of an even N is the mean of the two middle values.
+
+    Notes
+    -----
+    MAD = median |x - median(x)|. When more than half the values are equal the MAD is 0; the
+    scale is then 1.2533 times the mean absolute deviation from the median (a consistent SD
+    estimate as well), and when that is 0 too (all values equal) every z is 0.
+    """
+    x = torch.as_tensor(values).to(torch.float64).reshape(-1)
+    if x.numel() == 0:
+        return x
+    med = x.quantile(0.5)  # interpolates: the mean of the two middle values for an even N
+    dev = (x - med).abs()
+    scale = MAD_TO_SD * dev.quantile(0.5)
+    if float(scale) <= 0:
+        scale = MEANAD_TO_SD * dev.mean()
+    if float(scale) <= 0:
+        return torch.zeros_like(x)
+    return (x - med) / scale
+
+
+@dataclass(frozen=True, eq=False)
+class MapSanity:
+    """Per-subject summaries of N maps under a mask (:func:`map_sanity`).
+
+    Attributes
+    ----------
+    n_voxels : int
+        V, the number of in-mask voxels.
+    nonzero_fraction : torch.Tensor
+        (N,) float64 fraction of the V voxels whose value is not 0.
+    constant : torch.Tensor
+        (N,) bool, True where a map has one value in every in-mask voxel.
+    first_value : torch.Tensor
+        (N,) float64 value of the first in-mask voxel (the value of a constant map).
+    mean : torch.Tensor
+        (N,) float64 in-mask mean of each map.
+    zscore : torch.Tensor
+        (N,) float64 :func:`robust_z` of ``mean`` over subjects.
+    """
+
+    n_voxels: int
+    nonzero_fraction: torch.Tensor
+    constant: torch.Tensor
+    first_value: torch.Tensor
+    mean: torch.Tensor
+    zscore: torch.Tensor
+
+
+def map_sanity(data: torch.Tensor, *, block: int = 64) -> MapSanity:
+    """Summaries that reveal empty, constant and outlying subject maps.
+
+    Parameters
+    ----------
+    data : torch.Tensor
+        (N, V) values of N subjects' maps at V in-mask voxels (finite; no NaN), any float dtype.
+    block : int
+        Subjects summarised at a time (temporaries are ``block`` x V, never N x V).
+
+    Returns
+    -------
+    MapSanity
+
+    Raises
+    ------
+    ValueError
+        When ``data`` is not 2-D or has no voxel.
+    """
+    if data.ndim != 2 or data.shape[1] == 0:
+        raise ValueError(f"data: expected (N, V) maps with V >= 1; got shape {tuple(data.shape)}")
+    n, v = data.shape
+    nonzero, constant, means = [], [], []
+    for start in range(0, n, block):
+        x = data[start:start + block]
+        nonzero.append((x != 0).sum(dim=1).to(torch.float64) / v)
+        constant.append(x.amax(dim=1) == x.amin(dim=1))
+        means.append(x.sum(dim=1, dtype=torch.float64) / v)
+    mean = torch.cat(means)
+    return MapSanity(n_voxels=int(v), nonzero_fraction=torch.cat(nonzero), constant=torch.cat(constant),
+                     first_value=data[:, 0].to(torch.float64), mean=mean, zscore=robust_z(mean))

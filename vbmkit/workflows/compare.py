@@ -18,6 +18,7 @@ never fatal unless nothing at all can be compared):
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,9 +31,11 @@ import torch
 from vbmkit.errors import VbmkitError
 from vbmkit.io.atomic import write_json, write_text
 from vbmkit.io.cat12 import find_outputs
-from vbmkit.io.nifti import load_volume
+from vbmkit.io.nifti import load_map
+from vbmkit.io.ownership import OwnedFolder, check_claimable, claim
 from vbmkit.stats import agreement as ag
 from vbmkit.workflows.compare_pairs import (
+    coarser_grid,
     common_grid_pair,
     our_probabilities,
     our_roi_table,
@@ -46,8 +49,11 @@ DEFINITIONS = {
     "dice_<tissue>": "Dice of hard labels: p0 rounded to the nearest class (CAT12/vbmkit) or the most "
                      "probable class of c1/c2/c3 with background 1 - sum (SPM12)",
     "prob_dice_<tissue>": "2 sum(p q) / (sum p + sum q) of the partial-volume tissue fractions",
-    "r_mwp1 / r_mwp2": "Pearson r within the voxels where the mean of the two maps > 0.1, on the grid "
-                       "with the larger voxels (the other map resampled trilinearly)",
+    "r_mwp1 / r_mwp2": "Pearson r within the voxels where the mean of the two maps > 0.1 and neither is NaN "
+                       "(no data), on the grid with the larger voxels (the other map resampled trilinearly)",
+    "r_s<fwhm>mwp1 / r_s<fwhm>mwp2": "the same r of the smoothed maps: s<fwhm>mwp vs s<fwhm>mwp (CAT12) or "
+                                     "s<fwhm>mwc (SPM12) files when both exist, else both raw maps smoothed with "
+                                     "the study's FWHM on the common grid (NaN set to 0 first, masked after)",
     "roi icc": "ICC(2,1): two-way random effects, absolute agreement, single measure (Shrout & Fleiss); "
                "icc_consistency is ICC(3,1)",
     "roi mean_diff_ml": "Bland-Altman mean of ours - reference (mL); loa = mean -/+ 1.96 SD",
@@ -66,7 +72,76 @@ def _f(x: Any) -> float | None:
     return v if np.isfinite(v) else None
 
 
-def _subject_metrics(ours: Any, ref: Any, *, kind: str, missing: list[str]) -> dict[str, Any]:
+def _grid_text(grid: Any) -> str:
+    return " x ".join(map(str, grid.shape)) + f", {'/'.join(f'{v:g}' for v in grid.voxel_size.round(3))} mm"
+
+
+def _map_metrics(ours: Any, ref: Any, ours_kind: str, ref_kind: str, *, fwhm: str, label: str,
+                 missing: list[str]) -> dict[str, Any]:
+    """r of one pair of modulated maps (``mwp1`` vs ``mwp1``/``mwc1``), raw and smoothed.
+
+    The smoothed pair is ``s<fwhm><kind>`` of both sides when both files exist (each read and
+    brought to the common grid); otherwise both raw maps, on the common grid, are smoothed there
+    with the same Gaussian (FWHM ``fwhm`` mm; NaN set to 0 first, the result NaN again where the
+    input was, so 'no data' stays out of the mask). r is taken where both maps are finite and
+    their mean exceeds 0.1 (:func:`vbmkit.stats.agreement.map_agreement`).
+    """
+    name, m = ours.name, {}
+    s_ours, s_ref = f"s{fwhm}{ours_kind}", f"s{fwhm}{ref_kind}"
+    key = f"r_{s_ours}"
+    raw = None
+    if ours_kind in ours.maps and ref_kind in ref.maps:
+        va, vb = load_map(ours.maps[ours_kind]), load_map(ref.maps[ref_kind])
+        a, b, resampled = common_grid_pair(_f64(va), _f64(vb))
+        raw = (a, b, coarser_grid(va.grid, vb.grid))
+        agr = ag.map_agreement(a, b)
+        m[f"r_{ours_kind}"] = _f(agr["r"])
+        m[f"n_voxels_{ours_kind}"] = int(agr["n_voxels"])
+        m[f"{ours_kind}_resampled"] = resampled
+        m[f"grid_{ours_kind}"] = _grid_text(raw[2])
+    else:
+        m[f"r_{ours_kind}"] = None
+        missing.append(f"{name}: {ours_kind} (vbmkit) or {ref_kind} ({label}) missing")
+    if s_ours in ours.maps and s_ref in ref.maps:
+        va, vb = load_map(ours.maps[s_ours]), load_map(ref.maps[s_ref])
+        a, b, _ = common_grid_pair(_f64(va), _f64(vb))
+        grid, source = coarser_grid(va.grid, vb.grid), f"files {s_ours} and {s_ref}"
+    elif raw is not None:
+        a, b, grid = raw
+        a, b = (smooth_masked(x, float(fwhm), grid) for x in (a, b))
+        source = f"{ours_kind} and {ref_kind} smoothed with FWHM {fwhm} mm on the common grid"
+    else:
+        m[key] = None
+        return m
+    agr = ag.map_agreement(a, b)
+    m[key] = _f(agr["r"])
+    m[f"n_voxels_{s_ours}"] = int(agr["n_voxels"])
+    m[f"grid_{s_ours}"] = _grid_text(grid)
+    m[f"{s_ours}_source"] = source
+    return m
+
+
+def _f64(vol: Any) -> Any:
+    """The volume in float64, so resampling and smoothing add no float32 rounding to r."""
+    return type(vol)(vol.data.to(torch.float64), vol.affine) if hasattr(vol, "affine") else vol
+
+
+def smooth_masked(data: torch.Tensor, fwhm_mm: float, grid: Any) -> torch.Tensor:
+    """Gaussian smoothing (FWHM in mm) of an (X, Y, Z) map whose NaN voxels mean 'no data'.
+
+    NaN is set to 0 before smoothing (the kernel treats it like the space outside the grid, as
+    ``spm_smooth`` does), and the result is NaN again where the input was NaN, so those voxels
+    stay out of every mask; values near the border of the data are damped like those near the
+    border of the grid.
+    """
+    from vbmkit.preprocess.smooth import smooth_fwhm
+
+    valid = torch.isfinite(data)
+    out = smooth_fwhm(torch.where(valid, data, 0.0), fwhm_mm, tuple(grid.voxel_size))
+    return torch.where(valid, out, torch.full_like(out, float("nan")))
+
+
+def _subject_metrics(ours: Any, ref: Any, *, kind: str, fwhm: str, missing: list[str]) -> dict[str, Any]:
     """All per-subject numbers of one matched pair (SubjectOutputs of both sides)."""
     label = kind  # the reference's name in the metric keys (tiv_cat12_ml, tiv_spm_ml)
     m: dict[str, Any] = {}
@@ -75,8 +150,9 @@ def _subject_metrics(ours: Any, ref: Any, *, kind: str, missing: list[str]) -> d
     # Tissue overlap.
     if kind == "cat12":
         if "p0" in ours.maps and "p0" in ref.maps:
-            a, b, resampled = common_grid_pair(load_volume(ours.maps["p0"]), load_volume(ref.maps["p0"]))
-            res = ag.label_agreement(a, b)
+            a, b, resampled = common_grid_pair(load_map(ours.maps["p0"]), load_map(ref.maps["p0"]))
+            valid = torch.isfinite(a) & torch.isfinite(b)  # NaN: no data on either side -> left out
+            res = ag.label_agreement(a.nan_to_num(0.0), b.nan_to_num(0.0), mask=valid)
             m["p0_resampled"] = resampled
         else:
             res = None
@@ -85,7 +161,8 @@ def _subject_metrics(ours: Any, ref: Any, *, kind: str, missing: list[str]) -> d
         pa, pb = our_probabilities(ours), spm_probabilities(ref)
         if pa is not None and pb is not None:
             a, b, resampled = common_grid_pair(pa, pb)
-            res = ag.probability_agreement(a, b)
+            valid = (torch.isfinite(a) & torch.isfinite(b)).all(dim=0)  # NaN in any map: voxel left out
+            res = ag.probability_agreement(torch.where(valid, a, 0.0), torch.where(valid, b, 0.0))
             m["c_resampled"] = resampled
         else:
             res = None
@@ -93,16 +170,10 @@ def _subject_metrics(ours: Any, ref: Any, *, kind: str, missing: list[str]) -> d
     for k, tissue in enumerate(ag.TISSUES):
         for metric in ("dice", "prob_dice", "jaccard"):
             m[f"{metric}_{tissue}"] = _f(res[metric][k]) if res is not None else None
-    # Warped, modulated maps.
+    # Warped, modulated maps, raw and smoothed with the study's kernel.
     ref_kinds = {"mwp1": "mwp1", "mwp2": "mwp2"} if kind == "cat12" else {"mwp1": "mwc1", "mwp2": "mwc2"}
     for ours_kind, ref_kind in ref_kinds.items():
-        if ours_kind in ours.maps and ref_kind in ref.maps:
-            a, b, resampled = common_grid_pair(load_volume(ours.maps[ours_kind]), load_volume(ref.maps[ref_kind]))
-            m[f"r_{ours_kind}"] = _f(ag.map_agreement(a, b)["r"])
-            m[f"{ours_kind}_resampled"] = resampled
-        else:
-            m[f"r_{ours_kind}"] = None
-            missing.append(f"{name}: {ours_kind} (vbmkit) or {ref_kind} ({label}) missing")
+        m.update(_map_metrics(ours, ref, ours_kind, ref_kind, fwhm=fwhm, label=label, missing=missing))
     # TIV and tissue volumes (mL).
     vo = our_volumes(ours)
     if kind == "cat12":
@@ -112,12 +183,56 @@ def _subject_metrics(ours: Any, ref: Any, *, kind: str, missing: list[str]) -> d
     else:
         vr = {}
         if pb is not None:
-            csf, gm, wm = (_f(ag.volume_ml(pb.data[i], pb.grid.voxel_volume_ml)) for i in range(3))
+            csf, gm, wm = (_f(ag.volume_ml(pb.data[i].nan_to_num(0.0), pb.grid.voxel_volume_ml))
+                           for i in range(3))
             vr = {"csf": csf, "gm": gm, "wm": wm, "tiv": sum(v for v in (csf, gm, wm) if v is not None)}
     for key in ("tiv", "gm", "wm", "csf"):
         m[f"{key}_ours_ml"] = _f(vo.get(key))
         m[f"{key}_{label}_ml"] = _f(vr.get(key))
     return m
+
+
+#: Why raw and smoothed r differ (report and metrics.json).
+RAW_VS_SMOOTHED = ("Raw r compares two registrations voxel by voxel, so small shifts of sharp tissue edges keep it "
+                   "low (0.2 between SPM12 and another tool is common), while r of the maps smoothed with the "
+                   "analysis kernel measures the agreement the statistics see, as the deepmriprep paper "
+                   "compares smoothed maps and t-maps.")
+
+
+def study_fwhm(maps: str) -> str:
+    """The FWHM (mm, as written in the kind) of the analysed maps: ``s6mwp1`` -> ``"6"``; 6 by default."""
+    m = re.match(r"^s([\d.]+)m?w", maps)
+    return m.group(1) if m else "6"
+
+
+def _median(values: list[Any]) -> float | None:
+    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
+    return float(np.median(v)) if v.size else None
+
+
+def _map_summary(subjects: Mapping[str, Mapping[str, Any]], fwhm: str, refs: list[Any], *,
+                 kind: str) -> dict[str, Any]:
+    """``medians`` of the per-subject figures, ``smoothed`` (FWHM, grid, mask, note), the reference grid."""
+    keys = [f"{k}_{t}" for k in ("dice", "prob_dice") for t in ag.TISSUES]
+    keys += ["r_mwp1", "r_mwp2", f"r_s{fwhm}mwp1", f"r_s{fwhm}mwp2"]
+    medians = {k: _median([s.get(k) for s in subjects.values()]) for k in keys}
+    sources = sorted({s[f"s{fwhm}mwp{t}_source"] for s in subjects.values() for t in (1, 2)
+                      if f"s{fwhm}mwp{t}_source" in s})
+    grids = sorted({s[f"grid_s{fwhm}mwp{t}"] for s in subjects.values() for t in (1, 2)
+                    if f"grid_s{fwhm}mwp{t}" in s})
+    smoothed = {"fwhm_mm": float(fwhm), "sources": sources, "grids": grids,
+                "mask": "voxels finite (not NaN) in both smoothed maps whose mean exceeds 0.1",
+                "note": RAW_VS_SMOOTHED}
+    grid = None
+    ref_kind = "mwp1" if kind == "cat12" else "mwc1"
+    for ref in refs:
+        if ref_kind in ref.maps:
+            from vbmkit.io.nifti import load_grid
+            from vbmkit.io.spm import describe_grid
+
+            grid = {"file": str(ref.maps[ref_kind]), **describe_grid(load_grid(ref.maps[ref_kind]))}
+            break
+    return {"medians": medians, "smoothed": smoothed, "reference_grid": grid}
 
 
 def _roi_metrics(ours_long: pd.DataFrame, ref_long: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
@@ -182,14 +297,13 @@ def run_compare(ours: str | os.PathLike, *, cat12: str | os.PathLike | None = No
         When no reference or two are given, when a folder does not exist, or when nothing at all
         can be compared (no matched subject and no contrast).
     """
-    from vbmkit.workflows.compare_glm import compare_contrasts
-
     if (cat12 is None) == (spm is None):
         raise VbmkitError("compare: expected exactly one reference, --cat12 DIR or --spm DIR; got "
                           f"{'both' if cat12 is not None else 'neither'}")
     kind = "cat12" if cat12 is not None else "spm"
     ref_root = Path(cat12 if cat12 is not None else spm)  # type: ignore[arg-type]
     out = Path(out)
+    check_claimable(out, command="compare")
     ours_subjects = find_outputs(ours, report_json=True)
     if kind == "cat12":
         ref_subjects = find_outputs(ref_root, report_json=True)
@@ -207,10 +321,31 @@ def run_compare(ours: str | os.PathLike, *, cat12: str | os.PathLike | None = No
                       "reference_only": sorted(set(ref_subjects) - set(ours_subjects))},
         "definitions": DEFINITIONS, "subjects": {}, "roi": {}, "contrasts": {}, "missing": missing,
     }
+    fwhm = study_fwhm(maps)
     for name in names:
         metrics["subjects"][name] = _subject_metrics(ours_subjects[name], ref_subjects[name], kind=kind,
-                                                     missing=missing)
+                                                     fwhm=fwhm, missing=missing)
+    metrics.update(_map_summary(metrics["subjects"], fwhm, [ref_subjects[n] for n in names], kind=kind))
 
+    with claim(out, command="compare") as owned:
+        owned.start()
+        owned.register("roi_ours/", "roi_reference/", "glm_ours/", f"glm_{kind}/")
+        metrics = _compare_into(owned, metrics, ours, ours_subjects, ref_subjects, names, kind=kind,
+                                ref_root=ref_root, covariates=covariates, id_column=id_column, formula=formula,
+                                contrasts=contrasts, maps=maps, subsamples=subsamples, fraction=fraction,
+                                seed=seed, device=device, report=report, progress=progress)
+        owned.finish()
+    return metrics
+
+
+def _compare_into(owned: OwnedFolder, metrics: dict[str, Any], ours, ours_subjects, ref_subjects, names, *,
+                  kind: str, ref_root: Path, covariates, id_column, formula, contrasts, maps, subsamples,
+                  fraction, seed, device, report: bool, progress: bool) -> dict[str, Any]:
+    """ROI and contrast comparisons and every file of ``run_compare``, written into the claimed folder."""
+    from vbmkit.workflows.compare_glm import compare_contrasts
+
+    out = owned.path
+    missing = metrics["missing"]
     ours_roi = our_roi_table(ours, {n: ours_subjects[n] for n in names}, out=out / "roi_ours")
     ref_roi = (reference_roi_table({n: ref_subjects[n] for n in names}, out=out / "roi_reference")
                if kind == "cat12" else None)
@@ -242,7 +377,9 @@ def run_compare(ours: str | os.PathLike, *, cat12: str | os.PathLike | None = No
                           f"compare; vbmkit has {list(ours_subjects)[:5]}, the reference "
                           f"{list(ref_subjects)[:5]}")
     for msg in missing:
-        warnings.warn(msg, stacklevel=2)
+        warnings.warn(msg, stacklevel=3)
+    owned.register("subjects.csv", "roi.csv", "roi_volumes.csv", "contrasts.csv", "metrics.json",
+                   *(["report.html"] if report else []))
     _write_tables(out, metrics, paired)
     write_json(out / "metrics.json", metrics)
     if report:

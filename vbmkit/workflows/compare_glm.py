@@ -21,7 +21,7 @@ import torch
 from vbmkit.config import GlmConfig
 from vbmkit.errors import CovariateError, DesignError
 from vbmkit.io.cat12 import SubjectOutputs
-from vbmkit.io.nifti import load_volume
+from vbmkit.io.nifti import load_map
 from vbmkit.stats import agreement as ag
 from vbmkit.workflows.compare_pairs import Maps, coarser_grid, on_grid
 
@@ -43,8 +43,9 @@ def _reference_kind(maps: str, ref: list[SubjectOutputs], kind: str) -> str | No
 
 
 def _load(path: Path) -> Maps:
-    vol = load_volume(path)
-    return Maps(vol.data, vol.grid)
+    """A statistic or mask image; NaN (SPM's 'outside the analysis mask') becomes 0."""
+    vol = load_map(path, warn=False)
+    return Maps(vol.data.nan_to_num(nan=0.0), vol.grid)
 
 
 def _stat_file(folder: Path, summary: dict, name: str) -> Path:

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from vbmkit.io.cat12 import SubjectOutputs
-from vbmkit.io.nifti import load_volume
+from vbmkit.io.nifti import load_map
 from vbmkit.io.records import read_json
 from vbmkit.space import Grid, resample
 from vbmkit.stats import agreement as ag
@@ -59,7 +59,7 @@ def common_grid_pair(a: Any, b: Any) -> tuple[torch.Tensor, torch.Tensor, bool]:
 
 
 def _stack(paths: list[Path]) -> Maps:
-    vols = [load_volume(p) for p in paths]
+    vols = [load_map(p) for p in paths]  # NaN: no data, left out by the callers
     for p, v in zip(paths[1:], vols[1:], strict=True):
         v.grid.check_same(vols[0].grid, names=(str(paths[0]), str(p)))
     return Maps(torch.stack([v.data for v in vols]), vols[0].grid)
@@ -70,8 +70,9 @@ def our_probabilities(sub: SubjectOutputs) -> Maps | None:
     if all(k in sub.maps for k in ("p1", "p2", "p3")):
         return _stack([sub.maps["p3"], sub.maps["p1"], sub.maps["p2"]])
     if "p0" in sub.maps:
-        vol = load_volume(sub.maps["p0"])
-        return Maps(ag.tissue_probabilities(vol.data).float(), vol.grid)
+        vol = load_map(sub.maps["p0"])
+        probs = ag.tissue_probabilities(vol.data.nan_to_num(0.0)).float()
+        return Maps(torch.where(torch.isfinite(vol.data), probs, float("nan")), vol.grid)
     return None
 
 
@@ -144,7 +145,7 @@ def reference_roi_table(subjects: Mapping[str, SubjectOutputs], *, out: Path | N
 
 def _slices(path: Path) -> list[np.ndarray]:
     """Middle axial, coronal and sagittal slices of a map (RAS), for the report."""
-    data = load_volume(path).data.numpy()
+    data = load_map(path, warn=False).data.nan_to_num(0.0).numpy()
     x, y, z = (s // 2 for s in data.shape)
     return [np.rot90(data[:, :, z]), np.rot90(data[:, y, :]), np.rot90(data[x, :, :])]
 

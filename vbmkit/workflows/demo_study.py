@@ -24,6 +24,7 @@ import yaml
 
 from vbmkit.errors import ResourceError
 from vbmkit.io.atomic import write_text
+from vbmkit.io.ownership import claim
 
 DEMO_YAML = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
 #: Contrast of the demo YAML -> the planted effect it should find.
@@ -91,9 +92,12 @@ def run_study_demo(out: str | os.PathLike, *, n: int = 30, seed: int = 0, full: 
     t0 = time.perf_counter()
     out = Path(out)
     say(f"[simulate] {n} subjects -> {out / 'cohort'}" + (" (T1 images)" if full else " (truth maps only)"))
-    simulate_cohort(out / "cohort", n=n, seed=seed, images=full, compress=False)
-    yaml_path = write_text(out / "demo.yaml", demo_yaml_text(full=full))
-    provenance = run_study(yaml_path, progress=say)
+    with claim(out, command="demo") as owned:
+        owned.register("cohort/", "demo.yaml", "study/")
+        simulate_cohort(out / "cohort", n=n, seed=seed, images=full, compress=False)
+        yaml_path = write_text(out / "demo.yaml", demo_yaml_text(full=full))
+        provenance = run_study(yaml_path, progress=say)
+        owned.finish()
     study = Path(provenance["out"])
     result = DemoResult(out=out, study=study, n_subjects=n, seconds=0.0, full=full)
     result.contrasts = evaluate_demo(study, out / "cohort" / "truth")

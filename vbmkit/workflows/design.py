@@ -12,6 +12,10 @@ Contrast expressions (:func:`parse_contrasts`):
 * a matrix, one row per tested combination: ``[[0, 1, 0], [0, 0, 1]]`` or ``"0 1 0; 0 0 1"`` (F);
 * a list of expressions: ``F: age, C(sex)[T.m]`` (F);
 * a whole term such as ``C(site)``: every column of that term (F), whatever its number of levels.
+
+Formulas and contrast expressions are checked against the whitelist grammar of
+:mod:`vbmkit.workflows.formula_grammar` before formulaic sees them (formulaic evaluates parts of a
+formula as Python), and every contrast weight must be a finite number.
 """
 
 from __future__ import annotations
@@ -28,9 +32,9 @@ import pandas as pd
 from vbmkit.errors import ConfigError, CovariateError, DesignError
 from vbmkit.io.tables import check_numeric
 from vbmkit.stats.design import Contrast, check_contrast, check_design
+from vbmkit.workflows.formula_grammar import check_contrast as check_contrast_grammar
+from vbmkit.workflows.formula_grammar import check_formula, is_numeric_contrast
 
-_CATEGORICAL_CALL = re.compile(r"\bC\(\s*([A-Za-z_][A-Za-z0-9_.]*)")
-_NUMBERS = re.compile(r"^[\s\[\]\d.,;eE+-]+$")
 _VALID_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
 #: Names a folder cannot carry on Windows (outputs may be copied there).
 _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
@@ -65,12 +69,17 @@ class Design:
 
 
 def formula_variables(formula: str) -> list[str]:
-    """Data columns a formula needs (sorted)."""
+    """Data columns a formula needs (sorted).
+
+    Raises
+    ------
+    ConfigError
+        A formula outside the grammar of :func:`vbmkit.workflows.formula_grammar.check_formula`
+        (checked before formulaic sees it), a left-hand side, or one formulaic cannot parse.
+    """
     from formulaic import Formula
 
-    if "~" in formula:
-        raise ConfigError(f"formula {formula!r}: expected only the right-hand side (e.g. 'age + C(sex) + TIV'); "
-                          "the maps are the left-hand side")
+    check_formula(formula)
     try:
         return sorted(str(v) for v in Formula(formula).required_variables)
     except Exception as exc:  # formulaic raises its own parser errors
@@ -85,6 +94,11 @@ def _mixed_numeric(values: pd.Series) -> bool:
     present = values.dropna()
     parsed = pd.to_numeric(present, errors="coerce")
     return bool(parsed.notna().any() and parsed.isna().any())
+
+
+def _is_number(values: pd.Series) -> bool:
+    """True for numeric columns (checked for Inf by :func:`check_numeric`)."""
+    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
 
 
 def check_formula_columns(table: pd.DataFrame, formula: str) -> list[str]:
@@ -136,9 +150,10 @@ def build_design(table: pd.DataFrame, formula: str, *, standardize: bool = True,
     from formulaic import model_matrix
 
     where = table.attrs.get("source", "covariate table")
-    variables = check_formula_columns(table, formula)
-    categorical = set(_CATEGORICAL_CALL.findall(formula))
-    check_numeric(table, [v for v in variables if v not in categorical and _mixed_numeric(table[v])],
+    variables = check_formula_columns(table, formula)  # checks the grammar first
+    categorical = set(check_formula(formula).categorical)
+    check_numeric(table, [v for v in variables if v not in categorical and (_mixed_numeric(table[v])
+                                                                             or _is_number(table[v]))],
                   source=where)
     work = table.copy()
     has_na = work[variables].isna().any(axis=1)
@@ -167,7 +182,8 @@ def build_design(table: pd.DataFrame, formula: str, *, standardize: bool = True,
             work[v] = (col - mean) / sd
             scaling[v] = (mean, sd)
     try:
-        mm = model_matrix(formula, work, ensure_full_rank=True, na_action="raise")
+        # context={}: names resolve to the data and formulaic's transforms only, not to this frame
+        mm = model_matrix(formula, work, context={}, ensure_full_rank=True, na_action="raise")
     except Exception as exc:
         raise DesignError(f"formula {formula!r}: formulaic could not build the design from {where} "
                           f"({type(exc).__name__}: {exc})") from exc
@@ -207,6 +223,8 @@ def _numeric(name: str, text: str) -> tuple[np.ndarray, bool]:
     """Parse ``"0 1 0"``, ``"0 1 0; 0 0 1"``, ``"[0, 1, 0]"`` or ``"[[0, 1, 0], [0, 0, 1]]"``.
 
     Returns the (Q, P) matrix and whether it was written as a matrix (then an F contrast).
+    ``text`` has passed :func:`~vbmkit.workflows.formula_grammar.check_contrast` (numbers only,
+    at most two levels of brackets), so ``ast.literal_eval`` only ever sees nested number lists.
     """
     t = text.strip()
     try:
@@ -249,14 +267,17 @@ def parse_contrast(name: str, expr: str | Sequence[float] | Sequence[Sequence[fl
     Raises
     ------
     ConfigError
-        An invalid name, unknown column, wrong vector length.
+        An invalid name, an expression outside the grammar of
+        :func:`vbmkit.workflows.formula_grammar.check_contrast`, unknown column, wrong vector
+        length, a weight that is not a finite number.
     DesignError
         A contrast outside the row space of the design (:func:`check_contrast`).
     """
     check_contrast_name(name)
+    check_contrast_grammar(name, expr)  # before formulaic parses the expression
     p = len(design.columns)
     kind = "t"
-    if isinstance(expr, str) and _NUMBERS.match(expr) and re.search(r"\d", expr):
+    if isinstance(expr, str) and is_numeric_contrast(expr):
         matrix, is_matrix = _numeric(name, expr)
         kind = "F" if is_matrix else "t"
     elif isinstance(expr, str):
@@ -281,6 +302,8 @@ def parse_contrast(name: str, expr: str | Sequence[float] | Sequence[Sequence[fl
     if matrix.shape[1] != p:
         raise ConfigError(f"contrast {name!r}: expected {p} weights, one per design column {design.columns}; "
                           f"got {matrix.shape[1]}")
+    if not np.all(np.isfinite(matrix)):
+        raise ConfigError(f"contrast {name!r}: expected finite weights; got {matrix.tolist()}")
     contrast = Contrast(name=name, matrix=matrix, kind=kind)
     check_contrast(contrast, design.X, design.columns)
     return contrast

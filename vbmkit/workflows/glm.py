@@ -4,9 +4,11 @@ Orchestration only: every number comes from :mod:`vbmkit.stats`; files are read 
 through :mod:`vbmkit.io`; figures come from :mod:`vbmkit.report.glm_figures`.
 
 Everything that can be checked is checked before the first voxel is read, and all outputs are
-written into a temporary folder beside ``out`` that is renamed onto ``out`` at the end: bad
-input or a crash leaves no partial output. A rerun with the same inputs and settings finds
-``summary.json`` and returns it without recomputing. The output contract is in ``docs/glm.md``.
+written into a temporary folder inside ``out`` whose files are moved into place at the end; ``out``
+is claimed first (:mod:`vbmkit.io.ownership`): a folder holding files vbmkit did not write is
+refused, and only files an earlier ``vbmkit glm`` listed in its stamp are replaced or removed.
+A rerun with the same inputs and settings finds the stamp complete and returns ``summary.json``
+without recomputing. The output contract is in ``docs/glm.md``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ from vbmkit.errors import ConfigError, CovariateError, DesignError
 from vbmkit.io.atomic import write_json, write_text
 from vbmkit.io.maps import check_grids, find_maps, load_maps, load_mask, match_ids, unmask
 from vbmkit.io.nifti import save_volume
+from vbmkit.io.ownership import check_claimable, claim
 from vbmkit.io.tables import check_covariates, read_covariates
 from vbmkit.workflows.design import (
     Design,
@@ -152,28 +154,6 @@ def _cluster_table(clusters, lookup) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=CLUSTER_COLUMNS)
 
 
-def _prepare_out(out: Path) -> Path:
-    """Check that ``out`` may be (re)placed and return a fresh temporary folder beside it."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"out {out}: expected a folder; it is a file")
-    if out.is_dir() and any(out.iterdir()) and not (out / "summary.json").is_file():
-        raise ConfigError(f"out {out}: expected a new or empty folder, or an earlier vbmkit glm output; "
-                          "it holds other files (choose another --out)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-
-
-def _publish(tmp: Path, out: Path) -> None:
-    """Move the finished temporary folder onto ``out`` (replacing an earlier glm output)."""
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def run_glm(images: Sequence[str | os.PathLike], covariates: str | os.PathLike | pd.DataFrame, *,
             id_column: str, settings: GlmConfig, out: str | os.PathLike, missing: str = "error",
             device: str = "auto", progress: bool = True) -> dict:
@@ -212,6 +192,7 @@ def run_glm(images: Sequence[str | os.PathLike], covariates: str | os.PathLike |
     out = Path(out)
     if missing not in ("error", "drop"):
         raise ConfigError(f"missing: expected 'error' or 'drop'; got {missing!r}")
+    check_claimable(out, command="glm")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if isinstance(covariates, pd.DataFrame):
@@ -229,6 +210,10 @@ def run_glm(images: Sequence[str | os.PathLike], covariates: str | os.PathLike |
             paths = [p for p, i in zip(paths, used[id_column], strict=True) if i in keep]
         contrasts = parse_contrasts(settings.contrasts, design)
         tiv_correlations(design, contrasts)
+        from vbmkit.workflows.glm_resources import (
+            check_glm_resources,  # counts and memory, before any allocation
+        )
+        check_glm_resources(design, contrasts, settings, paths, device=device)
         weights = _draw(design, settings)
         dev = resolve_device(device if device != "auto" else settings.device)
         grid = check_grids(paths)
@@ -238,29 +223,31 @@ def run_glm(images: Sequence[str | os.PathLike], covariates: str | os.PathLike |
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
     fingerprint = _fingerprint(paths, design.table, settings, id_column, missing)
-    previous = out / "summary.json"
-    if previous.is_file():
-        try:
-            summary = json.loads(previous.read_text(encoding="utf-8"))
-            if summary.get("fingerprint") == fingerprint:
+    with claim(out, command="glm") as owned:
+        previous = out / "summary.json"
+        if owned.is_complete(fingerprint) and owned.owns("summary.json") and previous.is_file():
+            try:
+                summary = json.loads(previous.read_text(encoding="utf-8"))
+                summary["up_to_date"] = True
                 return summary
-        except (OSError, ValueError):
-            pass
-    tmp = _prepare_out(out)
-    try:
-        with warnings.catch_warnings(record=True) as late:
-            warnings.simplefilter("always")
-            summary = _compute_and_write(paths, design, contrasts, settings, weights, mask=mask, dev=dev,
-                                         tmp=tmp, progress=progress, id_column=id_column)
-        for w in late:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        messages += [str(w.message) for w in late]
-        summary.update({"dropped": dropped, "warnings": messages, "fingerprint": fingerprint,
-                        "seconds": round(time.perf_counter() - t0, 3)})
-        write_json(tmp / "summary.json", summary)
-        _publish(tmp, out)
-    finally:
-        if tmp.exists():
+            except (OSError, ValueError):
+                pass
+        owned.start()
+        tmp = owned.tmp_dir("glm")
+        try:
+            with warnings.catch_warnings(record=True) as late:
+                warnings.simplefilter("always")
+                summary = _compute_and_write(paths, design, contrasts, settings, weights, mask=mask, dev=dev,
+                                             tmp=tmp, progress=progress, id_column=id_column)
+            for w in late:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            messages += [str(w.message) for w in late]
+            summary.update({"dropped": dropped, "warnings": messages, "fingerprint": fingerprint,
+                            "seconds": round(time.perf_counter() - t0, 3)})
+            write_json(tmp / "summary.json", summary)
+            owned.adopt(tmp)
+            owned.finish(fingerprint)
+        finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return summary
 

@@ -25,6 +25,7 @@ from vbmkit.config import PreprocessConfig
 from vbmkit.device import resolve_device
 from vbmkit.errors import VbmkitError
 from vbmkit.io.bids import T1Input, find_t1_inputs
+from vbmkit.io.ownership import claim
 from vbmkit.workflows.subject import check_engine, output_paths, preprocess_subject, settings_hash
 
 VOLUME_COLUMNS = (
@@ -136,14 +137,24 @@ def run_preprocess(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
     ConfigError
         Before any work, for inputs that match nothing, duplicate names or an unusable engine.
     """
-    from vbmkit.io.records import write_rows
-
     settings = settings if settings is not None else PreprocessConfig()
     check_engine(settings)
     dev = resolve_device(device)
     out = Path(out)
     subjects = find_t1_inputs(inputs)
-    out.mkdir(parents=True, exist_ok=True)
+    with claim(out, command="preprocess") as owned:
+        # subject folders and tables are claimed up front: a user's folder named like a subject
+        # is refused before any work; subjects of earlier runs that are not inputs now are kept
+        owned.register(*(f"{t1.name}/" for t1 in subjects), "volumes.csv", "errors.csv")
+        summary = _preprocess_all(subjects, out, settings, dev, progress)
+        owned.finish(keep=owned.previous["files"] if owned.previous else ())
+    return summary
+
+
+def _preprocess_all(subjects: list[T1Input], out: Path, settings: PreprocessConfig, dev: torch.device,
+                    progress: bool | Callable[[str], None]) -> PreprocessSummary:
+    from vbmkit.io.records import write_rows
+
     summary = PreprocessSummary(out=out)
 
     todo: list[T1Input] = []
@@ -181,7 +192,8 @@ def run_preprocess(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
                 record(t1, *_run_one(t1, out, settings, str(dev), step=step))
         else:
             threads = max(1, (os.cpu_count() or 1) // jobs)
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+            pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
+            try:
                 futures = {pool.submit(_run_one, t1, out, settings, str(dev), threads): t1 for t1 in todo}
                 for fut in as_completed(futures):
                     t1 = futures[fut]
@@ -189,6 +201,12 @@ def run_preprocess(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
                         record(t1, *fut.result())
                     except Exception as exc:  # a crashed worker (out of memory, killed)
                         record(t1, "failed", _reason(exc))
+            except BaseException:  # SIGTERM / Ctrl-C: stop the workers now, not after their subject
+                for proc in list(getattr(pool, "_processes", {}).values()):
+                    proc.terminate()
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+            pool.shutdown(wait=True)
     finally:
         if bar is not None:
             bar.close()

@@ -27,10 +27,12 @@ from vbmkit.errors import ConfigError, CovariateError, ImageError
 from vbmkit.io.atlas import Atlas, load_atlas, same_space
 from vbmkit.io.atomic import atomic_path, write_json
 from vbmkit.io.catroi import LONG_COLUMNS, subject_tiv_ml, write_cat12_group_csv
-from vbmkit.io.maps import match_ids
-from vbmkit.io.nifti import load_volume
+from vbmkit.io.maps import check_map_values, match_ids, warn_outlying_means
+from vbmkit.io.nifti import load_map
+from vbmkit.io.ownership import OwnedFolder, check_claimable, claim
 from vbmkit.io.tables import check_covariates, read_covariates
 from vbmkit.space import resample
+from vbmkit.stats.qc import map_sanity
 from vbmkit.stats.roi import region_index, region_volumes
 from vbmkit.workflows.glm_progress import ProgressStages
 from vbmkit.workflows.roi_inputs import (
@@ -48,9 +50,15 @@ STATS_COLUMNS = ["region", "region_id", "hemisphere", "tissue", "contrast", "kin
                  "p", "q_fdr", "effect", "std_effect"]
 
 
-def read_map_on_atlas(path: Path, atlas: Atlas, warned: set) -> torch.Tensor:
-    """Read one map onto the atlas grid: resample when needed, reject NaN/negative values."""
-    vol = load_volume(path)  # NaN/Inf -> ImageError naming the file
+def read_map_on_atlas(path: Path, atlas: Atlas, warned: set, means: dict | None = None) -> torch.Tensor:
+    """Read one map onto the atlas grid: resample when needed, check its values (:func:`check_values`).
+
+    NaN voxels mean 'no data' (SPM12's outside-the-field-of-view; one warning per file) and
+    count as 0 in every sum; trilinear resampling spreads NaN to the target voxels whose
+    interpolation touches one, so a voxel at the border of the data is left out rather than
+    diluted. ``means`` (path -> in-atlas mean) collects what the outlier check needs.
+    """
+    vol = load_map(path)  # Inf, or no finite voxel at all -> ImageError naming the file
     data = vol.data
     if not same_space(vol.grid, atlas, source=str(path)):
         key = (vol.grid.shape, vol.grid.affine.round(3).tobytes())
@@ -62,11 +70,36 @@ def read_map_on_atlas(path: Path, atlas: Atlas, warned: set) -> torch.Tensor:
         # mwp values are densities (tissue fraction x Jacobian): they resample as values and
         # volumes follow from the atlas grid's voxel volume.
         data = resample(data, vol.grid, atlas.grid, mode="bilinear")
-    return check_values(data, path)
+    return check_values(data, path, inside=atlas.labels > 0, means=means)
 
 
-def check_values(data: torch.Tensor, path: Path) -> torch.Tensor:
-    """Reject maps with clearly negative voxels (naming the file); clip interpolation overshoot."""
+def check_values(data: torch.Tensor, path: Path, *, inside: torch.Tensor | None = None,
+                 means: dict | None = None) -> torch.Tensor:
+    """Check one tissue map and return it with NaN ('no data') set to 0.
+
+    Parameters
+    ----------
+    data : torch.Tensor
+        (X, Y, Z) map; NaN where it has no data.
+    inside : torch.Tensor, optional
+        (X, Y, Z) bool brain (the atlas's labelled voxels); default the whole grid.
+    means : dict, optional
+        Receives ``means[path]`` = the map's mean over the finite voxels ``inside``.
+
+    Raises
+    ------
+    ImageError
+        Naming the file: clearly negative voxels (below ``-NEGATIVE_TOLERANCE``; slight
+        interpolation overshoot is clipped with a warning), no finite voxel inside the brain,
+        or an all-zero, constant or near-empty map there (:func:`vbmkit.io.maps.check_map_values`).
+    """
+    finite = torch.isfinite(data)
+    region = finite if inside is None else finite & inside.to(finite.device)
+    where = "the grid" if inside is None else "the atlas"
+    if not bool(region.any()):
+        raise ImageError(f"{path}: expected data (not NaN) inside {where}; all its voxels there are NaN "
+                         "(no data: the field of view misses the brain)")
+    data = torch.where(finite, data, torch.zeros_like(data))
     low = float(data.min())
     if low < 0:
         if low < -NEGATIVE_TOLERANCE:
@@ -75,6 +108,11 @@ def check_values(data: torch.Tensor, path: Path) -> torch.Tensor:
         warnings.warn(f"{path}: {int((data < 0).sum())} slightly negative voxels (min {low:.2g}, "
                       "interpolation overshoot) clipped to 0", stacklevel=3)
         data = data.clamp(min=0)
+    values = data[region] if inside is not None else data[finite]
+    sanity = map_sanity(values[None])
+    check_map_values(sanity, [path], where=where)
+    if means is not None:
+        means[path] = float(sanity.mean[0])
     return data
 
 
@@ -139,6 +177,7 @@ def template_volumes(subjects: Sequence[SubjectMaps], tissues: Sequence[str], at
     regional = np.zeros((n, t, r))
     total = np.zeros((n, t))
     warned: set = set()
+    means: dict = {}
     t_read = t_compute = 0.0
     with ProgressStages(enabled=progress) as stages, ThreadPoolExecutor(max_workers=2) as pool:
         tick = stages.callback("ROI volumes")
@@ -146,7 +185,7 @@ def template_volumes(subjects: Sequence[SubjectMaps], tissues: Sequence[str], at
             batch = subjects[start:start + batch_size]
             tr = time.perf_counter()
             files = [s.maps[ti] for s in batch for ti in tissues]
-            maps = list(pool.map(lambda p: read_map_on_atlas(p, atl, warned), files))
+            maps = list(pool.map(lambda p: read_map_on_atlas(p, atl, warned, means), files))
             block = torch.stack(maps).reshape(len(batch), t, *atl.grid.shape).to(device)
             tc = time.perf_counter()
             vols = region_volumes(block, index, voxel_volume_ml=atl.grid.voxel_volume_ml)
@@ -156,6 +195,9 @@ def template_volumes(subjects: Sequence[SubjectMaps], tissues: Sequence[str], at
             t_compute += time.perf_counter() - tc
             if tick is not None:
                 tick(start + len(batch), n)
+    for tissue in tissues:  # an outlying in-atlas mean: a warning naming the file and its robust z
+        paths = [s.maps[tissue] for s in subjects]
+        warn_outlying_means(torch.tensor([means[p] for p in paths]), paths, where="the atlas")
     return regional, total, {"read": round(t_read, 3), "volumes": round(t_compute, 3)}
 
 
@@ -205,6 +247,7 @@ def run_roi(images: Sequence[str | os.PathLike], *, out: str | os.PathLike, atla
                           "together (or none of them)")
     if batch_size < 1:
         raise ConfigError(f"batch_size: expected a positive integer; got {batch_size}")
+    check_claimable(out, command="roi")
     dev = resolve_device(device)
     subjects = find_subject_maps(images)
     available = common_tissues(subjects)
@@ -233,14 +276,30 @@ def run_roi(images: Sequence[str | os.PathLike], *, out: str | os.PathLike, atla
                 "covariates": _table_hash(used) if covariates is not None else None}
     fingerprint = _fingerprint(subjects, settings)
     summary_path = out / "roi_summary.json"
-    if summary_path.is_file():
-        try:
-            previous = json.loads(summary_path.read_text(encoding="utf-8"))
-            if previous.get("fingerprint") == fingerprint:
+    with claim(out, command="roi") as owned:
+        if owned.is_complete(fingerprint) and owned.owns("roi_summary.json") and summary_path.is_file():
+            try:
+                previous = json.loads(summary_path.read_text(encoding="utf-8"))
+                previous["up_to_date"] = True
                 return previous
-        except (OSError, ValueError):
-            pass
+            except (OSError, ValueError):
+                pass
+        owned.start()
+        summary = _measure_and_write(owned, subjects, tissues, atl, design, contrast_list, dev, native=native,
+                                     batch_size=batch_size, progress=progress, prefix=name if name is not None
+                                     else out.name)
+        summary.update({"fingerprint": fingerprint, "settings": settings,
+                        "seconds": {**summary["seconds"], "total": round(time.perf_counter() - t0, 3)}})
+        owned.register("roi_summary.json")
+        write_json(summary_path, summary)
+        owned.finish(fingerprint)
+    return summary
 
+
+def _measure_and_write(owned: OwnedFolder, subjects, tissues, atl: Atlas, design, contrast_list, dev, *,
+                       native: bool, batch_size: int, progress: bool, prefix: str) -> dict:
+    """Measure every region and write the tables into the claimed folder; the summary (no fingerprint)."""
+    out = owned.path
     if native:
         from vbmkit.workflows.roi_native import native_volumes
 
@@ -253,29 +312,22 @@ def run_roi(images: Sequence[str | os.PathLike], *, out: str | os.PathLike, atla
     stats = None
     if design is not None:
         stats = _roi_stats(regional, tissues, atl, design, contrast_list, dev)
-    prefix = name if name is not None else out.name
-    out.mkdir(parents=True, exist_ok=True)
+    exports = [f"{prefix}_catROI_{atl.name}_V{tissue}.csv" for tissue in tissues]
+    files = ["roi_long.csv", "roi_wide.csv", *exports] + (["roi_stats.csv"] if stats is not None else [])
+    owned.register(*files)
     _write_csv(out / "roi_long.csv", tables["long"])
     _write_csv(out / "roi_wide.csv", tables["wide"])
-    exports = []
-    for tissue in tissues:
-        path = out / f"{prefix}_catROI_{atl.name}_V{tissue}.csv"
-        write_cat12_group_csv(path, tables["long"], tissue=tissue)
-        exports.append(path.name)
+    for tissue, export in zip(tissues, exports, strict=True):
+        write_cat12_group_csv(out / export, tables["long"], tissue=tissue)
     if stats is not None:
         _write_csv(out / "roi_stats.csv", stats)
     r = regional.shape[-1]
     coverage = (regional[:, 0].sum(-1) / np.maximum(total[:, 0], 1e-12))
-    summary = {"atlas": atl.name, "regions": r, "subjects": len(subjects), "tissues": tissues,
-               "device": str(dev),
-               "gm_fraction_in_atlas": {"median": float(np.median(coverage)), "min": float(coverage.min()),
-                                        "max": float(coverage.max())},
-               "files": ["roi_long.csv", "roi_wide.csv", *exports] + (["roi_stats.csv"] if stats is not None else []),
-               "space": "native" if native else "template",
-               "seconds": {**timing, "total": round(time.perf_counter() - t0, 3)},
-               "fingerprint": fingerprint, "settings": settings}
-    write_json(summary_path, summary)
-    return summary
+    return {"atlas": atl.name, "regions": r, "subjects": len(subjects), "tissues": list(tissues),
+            "device": str(dev),
+            "gm_fraction_in_atlas": {"median": float(np.median(coverage)), "min": float(coverage.min()),
+                                     "max": float(coverage.max())},
+            "files": files, "space": "native" if native else "template", "seconds": dict(timing)}
 
 
 def volume_tables(subjects: Sequence[SubjectMaps], tissues: Sequence[str], atl: Atlas, regional: np.ndarray,

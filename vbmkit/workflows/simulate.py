@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ import torch
 from vbmkit.errors import ConfigError
 from vbmkit.io.atomic import atomic_path, write_json
 from vbmkit.io.nifti import save_volume
+from vbmkit.io.ownership import claim
 from vbmkit.simulate.cohort import (
     CohortParameters,
     design_cohort,
@@ -45,6 +46,112 @@ AGE_REGIONS = ("lHip", "rHip", "lSupFroG", "rSupFroG")
 #: ... and where patients have less GM (cingulate gyri).
 GROUP_REGIONS = ("lCinG", "rCinG")
 SMOOTH_FWHM_MM = 6.0
+
+
+#: Largest write ``vbmkit simulate`` starts without ``--yes`` (decimal bytes).
+CONFIRM_BYTES = 5_000_000_000
+#: Share of the raw float32 bytes gzip keeps, by file (measured with ``vbmkit simulate --n 4
+#: --seed 0`` at 1.5 mm: 0.902, 0.292, 0.325 / 0.323 / 0.339 for mwp1 / mwp2 / effect maps,
+#: 0.577; rounded up): the T1 (its noise compresses poorly), the p0 label map, the
+#: template-space maps (zero outside the brain) and the smoothed map. A subject takes ~17 MB.
+GZIP_SHARE = {"t1": 0.91, "p0": 0.30, "mwp": 0.34, "s6mwp1": 0.58}
+NIFTI_HEADER_BYTES = 352
+#: Bytes of the small per-subject and per-cohort text files (volumes JSON, TSV row, ...).
+TEXT_BYTES_PER_SUBJECT = 400
+
+
+@dataclass(frozen=True)
+class DiskEstimate:
+    """What :func:`simulate_cohort` will write.
+
+    Attributes
+    ----------
+    files : int
+        Number of files.
+    bytes : int
+        Their total size in bytes (gzip shares of :data:`GZIP_SHARE`; raw float32 when
+        uncompressed).
+    per_subject : int
+        Bytes of one subject.
+    """
+
+    files: int
+    bytes: int
+    per_subject: int
+
+
+def estimate_disk(n: int, *, parameters: CohortParameters | None = None, images: bool = True,
+                  compress: bool = True, template_shape: Sequence[int] | None = None) -> DiskEstimate:
+    """Files and bytes :func:`simulate_cohort` writes for ``n`` subjects, from the grid shapes.
+
+    Parameters
+    ----------
+    n : int
+        Number of subjects.
+    parameters : CohortParameters, optional
+        Only ``voxel_size_mm`` matters: the native T1 and p0 grids are the template grid
+        resampled to it (``round(s * 1.5 / voxel_size_mm)`` voxels per axis).
+    images, compress : bool
+        As in :func:`simulate_cohort` (T1 and p0 are always gzipped).
+    template_shape : sequence of 3 int, optional
+        The template grid (default: read from Template_4_GS, 113 x 137 x 113).
+
+    Returns
+    -------
+    DiskEstimate
+
+    Notes
+    -----
+    Every map is float32 (4 bytes a voxel plus a 352-byte header). Per subject: mwp1, mwp2
+    and s6mwp1 on the template grid, a volumes JSON, and with ``images`` the T1 and p0 on the
+    native grid. Once per cohort: two effect maps and six small text files.
+    """
+    params = parameters if parameters is not None else CohortParameters()
+    if template_shape is None:
+        from vbmkit.io.templates import output_grid
+
+        template_shape = output_grid()[0].shape
+    template_voxels = int(np.prod(template_shape))
+    native_voxels = int(np.prod([round(s * 1.5 / params.voxel_size_mm) for s in template_shape]))
+
+    def nifti(voxels: int, kind: str, gz: bool) -> int:
+        share = GZIP_SHARE[kind] if gz else 1.0
+        return NIFTI_HEADER_BYTES + int(np.ceil(4 * voxels * share))
+
+    per_subject = 2 * nifti(template_voxels, "mwp", compress) + nifti(template_voxels, "s6mwp1", compress)
+    per_subject += TEXT_BYTES_PER_SUBJECT
+    files = 4
+    if images:
+        per_subject += nifti(native_voxels, "t1", True) + nifti(native_voxels, "p0", True)
+        files += 2
+    fixed = 2 * nifti(template_voxels, "mwp", True) + 6 * TEXT_BYTES_PER_SUBJECT
+    return DiskEstimate(files=n * files + 8, bytes=n * per_subject + fixed, per_subject=per_subject)
+
+
+def check_disk(estimate: DiskEstimate, out: str | os.PathLike, *, n: int, confirmed: bool) -> None:
+    """Refuse a write above :data:`CONFIRM_BYTES` unless ``confirmed``, and one larger than the free space.
+
+    Raises
+    ------
+    ConfigError
+        ``simulate --n N: writes about X GB; pass --yes to go ahead``, or the free space of
+        the disk holding ``out`` when it is smaller than the estimate (even with ``--yes``).
+    """
+    import shutil
+
+    from vbmkit.stats.memory import format_bytes
+
+    size = format_bytes(estimate.bytes)
+    if estimate.bytes > CONFIRM_BYTES and not confirmed:
+        raise ConfigError(f"simulate --n {n}: writes about {size} ({estimate.files:,} files); "
+                          f"expected --yes for more than {format_bytes(CONFIRM_BYTES)}; pass --yes to go ahead")
+    existing = Path(out).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if estimate.bytes > free:
+        raise ConfigError(f"simulate --n {n}: writes about {size}; only {format_bytes(free)} free on the disk "
+                          f"of {out}; lower --n or choose another --out")
 
 
 def subject_ids(n: int) -> list[str]:
@@ -102,13 +209,26 @@ def simulate_cohort(out: str | os.PathLike, *, n: int, seed: int = 0,
     dict
         ``n``, ``seed``, ``subjects`` (IDs), ``written`` (IDs simulated now), ``skipped``.
     """
-    from vbmkit.io.atlas import load_atlas
-    from vbmkit.io.templates import load_shooting_template
 
     if n < 4:
         raise ConfigError(f"--n: expected at least 4 subjects; got {n}")
     params = parameters if parameters is not None else CohortParameters()
     out = Path(out)
+    with claim(out, command="simulate") as owned:
+        owned.register("truth/", "dataset_description.json", "participants.tsv", *(f"{s}/" for s in subject_ids(n)))
+        result = _write_cohort(out, n=n, seed=seed, params=params, age_regions=age_regions,
+                               group_regions=group_regions, images=images, compress=compress, progress=progress)
+        owned.finish(keep=owned.previous["files"] if owned.previous else ())
+    return result
+
+
+def _write_cohort(out: Path, *, n: int, seed: int, params: CohortParameters, age_regions: Sequence[str],
+                  group_regions: Sequence[str], images: bool, compress: bool,
+                  progress: Callable[[str], None] | None) -> dict:
+    """The work of :func:`simulate_cohort` in its claimed folder (finished subjects are skipped)."""
+    from vbmkit.io.atlas import load_atlas
+    from vbmkit.io.templates import load_shooting_template
+
     template = load_shooting_template()
     atlas = load_atlas("lpba40", grid=template.grid)
     age_ids = _region_ids(atlas.table, age_regions)

@@ -30,6 +30,8 @@ from typing import Any
 import pandas as pd
 
 from vbmkit.io.atomic import atomic_path, write_json
+from vbmkit.io.ownership import OwnedFolder, claim
+from vbmkit.report.study_report import FILES as REPORT_FILES
 from vbmkit.workflows.study_plan import TIV, StudyPlan, load_study
 
 STAMP = ".vbmkit_stage.json"
@@ -51,25 +53,25 @@ def _stage_done(folder: Path, key: str) -> bool:
         return False
 
 
-def _run_atomic_stage(folder: Path, key: str, work: Callable[[Path], Any]) -> str:
-    """Run ``work(tmp)`` into a temporary folder renamed onto ``folder``; skip when up to date."""
-    if _stage_done(folder, key):
+def _run_atomic_stage(owned: OwnedFolder, name: str, key: str, work: Callable[[Path], Any]) -> str:
+    """Run ``work(tmp)`` into a temporary folder that replaces ``OUT/name``; skip when up to date.
+
+    The temporary folder is unique (``.vbmkit-tmp-<name>-<pid>-<random>`` inside the owned
+    study folder), so a killed run leaves nothing a rerun does not remove.
+    """
+    folder = owned.path / name
+    done = owned.owns(name + "/") and _stage_done(folder, key)
+    owned.register(name + "/")  # written by this run too (kept when the study finishes)
+    if done:
         return "up to date"
-    tmp = folder.parent / f".{folder.name}.partial"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    parent = owned.tmp_dir(name)
+    tmp = parent / name  # not created: ``work`` makes it
     try:
         work(tmp)
         write_json(tmp / STAMP, {"fingerprint": key})
-        if folder.exists():
-            old = folder.parent / f".{folder.name}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(folder, old)
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(tmp, folder)
+        owned.replace_folder(name, tmp)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(parent, ignore_errors=True)
     return "ran"
 
 
@@ -96,12 +98,20 @@ def run_study(config_path: str | os.PathLike, *, out: str | os.PathLike | None =
     ConfigError
         From validation, before the output folder exists.
     """
-    from vbmkit.workflows.provenance import collect_provenance
-
     say = progress if progress is not None else (lambda _msg: None)
     plan = load_study(config_path, out=out)
+    with claim(plan.out, command="run") as owned:
+        owned.register("preprocess/", "glm/", "roi/", "compare/", "covariates.tsv", "provenance.json",
+                       "report.html", "report.png", f"{REPORT_FILES}/")
+        provenance = _run_stages(plan, owned, say)
+        owned.finish()
+    return provenance
+
+
+def _run_stages(plan: StudyPlan, owned: OwnedFolder, say: Callable[[str], None]) -> dict:
+    from vbmkit.workflows.provenance import collect_provenance
+
     started = time.time()
-    plan.out.mkdir(parents=True, exist_ok=True)
     stages: dict[str, dict[str, Any]] = {}
 
     def stage(name: str, fn: Callable[[], str | None]) -> None:
@@ -111,7 +121,7 @@ def run_study(config_path: str | os.PathLike, *, out: str | os.PathLike | None =
         stages[name] = {"status": status, "seconds": round(time.perf_counter() - t, 3)}
         say(f"[{name}] {status} ({stages[name]['seconds']:.1f} s)")
 
-    state: dict[str, Any] = {}
+    state: dict[str, Any] = {"owned": owned}
     if plan.preprocess is not None:
         stage("preprocess", lambda: _preprocess(plan, state, say))
     else:
@@ -192,7 +202,7 @@ def _qc(plan: StudyPlan, state: dict) -> str:
     key = fingerprint({"qc": settings.model_dump(mode="json"), "kind": kind}, maps)
     folder = plan.out / "qc"
     quality = _volumes_table(plan)
-    status = _run_atomic_stage(folder, key, lambda tmp: run_qc(maps, tmp, settings=settings, kind=kind,
+    status = _run_atomic_stage(state["owned"], "qc", key, lambda tmp: run_qc(maps, tmp, settings=settings, kind=kind,
                                                                quality=quality, device=plan.device))
     state["qc"] = json.loads((folder / "qc.json").read_text())
     n_flag = len(state["qc"]["flagged"])

@@ -8,7 +8,9 @@ descriptions of :mod:`vbmkit.config` as comments.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -93,15 +95,15 @@ def study_yaml_for(folder: str | os.PathLike, *, yaml_folder: str | os.PathLike 
             table = read_covariates(table_path, id_column=id_column)
         except Exception:  # an unreadable table: write the YAML without a GLM
             table = None
-    lines = [f"# vbmkit study for {root.resolve()}", f"# Found: {note}.",
+    lines = [f"# vbmkit study for {_comment_text(str(root.resolve()))}", f"# Found: {_comment_text(note)}.",
              "# Relative paths are relative to this file's folder. Check: vbmkit run --check study.yaml",
-             "schema_version: 1", f"name: {root.resolve().name or 'study'}",
+             "schema_version: 1", f"name: {_plain_name(root.resolve().name)}",
              f"out: {'derivatives/vbmkit' if bids and str(rel) == '.' else 'vbmkit_out'}  # output folder",
              "device: auto  # 'auto' (CUDA when present), 'cpu' or 'cuda'", "", "inputs:",
-             f"  t1: [\"{t1_entry}\"]{_comment_inputs('t1')}"]
+             f"  t1: [{_quote(t1_entry)}]{_comment_inputs('t1')}"]
     if table is not None:
-        lines += [f"  covariates: {here(table_path.name)}{_comment_inputs('covariates')}",
-                  f"  id_column: {id_column}{_comment_inputs('id_column')}",
+        lines += [f"  covariates: {_quote(here(table_path.name))}{_comment_inputs('covariates')}",
+                  f"  id_column: {_quote(id_column)}{_comment_inputs('id_column')}",
                   f"  missing: drop{_comment_inputs('missing')}"]
     lines += ["", "preprocess:", f"  engine: classic{_comment(PreprocessConfig, 'engine')}",
               f"  fwhm: [6]{_comment(PreprocessConfig, 'fwhm')}", f"  jobs: 1{_comment(PreprocessConfig, 'jobs')}",
@@ -109,10 +111,26 @@ def study_yaml_for(folder: str | os.PathLike, *, yaml_folder: str | os.PathLike 
               f"  exclude_flagged: false{_comment(QcConfig, 'exclude_flagged')}"]
     lines += _glm_lines(table)
     lines += ["", "roi:", f"  atlas: lpba40{_comment(RoiConfig, 'atlas')}",
-              "", "report:", f"  title: \"{root.resolve().name} VBM study\"{_comment(ReportConfig, 'title')}",
+              "", "report:", f"  title: {_quote(root.resolve().name + ' VBM study')}{_comment(ReportConfig, 'title')}",
               "", "# compare:  # agreement with a CAT12 run of the same subjects",
               "#   cat12: path/to/cat12_output"]
     return "\n".join(lines) + "\n"
+
+
+def _quote(text: str) -> str:
+    """A YAML double-quoted scalar for any text (JSON strings are valid YAML)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _comment_text(text: str) -> str:
+    """Text safe inside a YAML comment (one line)."""
+    return " ".join(text.splitlines())
+
+
+def _plain_name(folder_name: str) -> str:
+    """A study name the schema accepts (letters, digits, ``_ . -``) from a folder name."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", folder_name).strip("._-").replace("..", "_")
+    return name[:100] or "study"
 
 
 def _comment_inputs(name: str) -> str:

@@ -35,6 +35,7 @@ import pandas as pd
 
 from vbmkit.config import GlmConfig, PreprocessConfig, QcConfig, ReportConfig, StudyConfig
 from vbmkit.errors import ConfigError, VbmkitError
+from vbmkit.io.ownership import check_claimable
 from vbmkit.io.study_yaml import KeyPath, StudyYaml, key_name, read_study_yaml
 
 TIV = "TIV"
@@ -176,6 +177,8 @@ def load_study(config_path: str | Path, *, out: str | Path | None = None) -> Stu
         _resolve(y, cfg.out) if cfg.out is not None else y.path.parent / f"{cfg.name}_out")
     if out_dir.exists() and not out_dir.is_dir():
         raise _fail(y, ("out",), f"expected a folder for the outputs; {out_dir} is a file")
+    with _at(y, ("out",)):
+        check_claimable(out_dir, command="run")
 
     t1, maps = _check_inputs(y, cfg)
     covariates = _check_covariates(y, cfg)

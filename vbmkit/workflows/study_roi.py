@@ -71,6 +71,6 @@ def run_compare_stage(plan: Any, state: dict) -> str:
     if state.get("covariates_path") is not None:
         files.append(Path(state["covariates_path"]))
     key = fingerprint(settings, files)
-    status = _run_atomic_stage(plan.out / "compare", key, lambda tmp: run_compare(
+    status = _run_atomic_stage(state["owned"], "compare", key, lambda tmp: run_compare(
         ours, cat12=cat12, spm=spm, out=tmp, device=plan.device, report=True, progress=False, **design))
     return status

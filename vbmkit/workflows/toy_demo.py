@@ -8,6 +8,7 @@ subsample protocol and a permutation FWE map. The result is compared with the pl
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 from vbmkit.config import GlmConfig
 from vbmkit.io.atomic import write_text
 from vbmkit.io.nifti import load_volume, save_volume
+from vbmkit.io.ownership import claim
 from vbmkit.simulate.toy_maps import make_toy_cohort
 from vbmkit.stats.agreement import pearson_r
 from vbmkit.workflows.glm import run_glm
@@ -71,6 +73,17 @@ def run_demo(out: str | Path, *, n_subjects: int = 60, subsamples: int = 100, pe
     """Write the toy cohort under ``out/maps`` and its GLM under ``out/glm``; compare with the truth."""
     t0 = time.perf_counter()
     out = Path(out)
+    with claim(out, command="demo") as owned:
+        owned.register("maps/", "participants.tsv", "truth_age_effect.nii.gz", "glm/")
+        result = _toy_demo_into(out, n_subjects=n_subjects, subsamples=subsamples, permutations=permutations,
+                                seed=seed, device=device, progress=progress)
+        owned.finish(keep=owned.previous["files"] if owned.previous else ())
+    return dataclasses.replace(result, seconds=time.perf_counter() - t0)
+
+
+def _toy_demo_into(out: Path, *, n_subjects: int, subsamples: int, permutations: int, seed: int, device: str,
+                   progress: bool) -> DemoResult:
+    """The work of :func:`run_demo` inside its claimed folder."""
     cohort = make_toy_cohort(n_subjects, seed=seed)
     shape = tuple(cohort.maps.shape[1:])
     stored = toy_affine(shape)
@@ -106,4 +119,4 @@ def run_demo(out: str | Path, *, n_subjects: int = 60, subsamples: int = 100, pe
                       distance_mm=float(np.linalg.norm(found_mm - true_mm)), r_median_t=r,
                       max_median_t=float(stat.data[mask].max()),
                       n_fwe=summary["contrasts"][CONTRAST]["n_voxels_p_fwe_below_0.05"],
-                      seconds=time.perf_counter() - t0)
+                      seconds=0.0)
