@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--formula", default="age + C(gender)", help="model of the per-contrast comparison")
     args = ap.parse_args(argv)
 
-    from vbmkit.config import PreprocessConfig
+    from vbmkit.config import GlmConfig, PreprocessConfig
     from vbmkit.io.bids import find_t1_inputs
     from vbmkit.workflows.compare import run_compare
     from vbmkit.workflows.preprocess import run_preprocess
@@ -74,9 +74,10 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     m = run_compare(args.ours, cat12=args.second, out=args.out, covariates=args.data / "participants.tsv",
-                    id_column="participant_id", formula=args.formula,
-                    contrasts={"age": "age", "neg_age": "-age"}, subsamples=args.subsamples, fraction=0.8,
-                    seed=0, device=args.device)
+                    id_column="participant_id",
+                    glm=GlmConfig(formula=args.formula, contrasts={"age": "age", "neg_age": "-age"},
+                                  subsamples=args.subsamples, fraction=0.8, seed=0),
+                    device=args.device)
     print(f"\ncompare: {time.perf_counter() - t0:.0f} s; load average {os.getloadavg()}")
     print(f"matched subjects: {len(m['matched'])}; unmatched {m['unmatched']}")
     subjects = m["subjects"].values()

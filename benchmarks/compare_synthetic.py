@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from scipy import stats
 
     from tests.workflows.compare_fixtures import make_study
+    from vbmkit.config import GlmConfig
     from vbmkit.workflows.compare import run_compare
 
     print(f"load average {os.getloadavg()}")
@@ -41,8 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     study = make_study(args.out / "data", n=args.subjects)
     t0 = time.perf_counter()
     m = run_compare(study["ours"], cat12=study["cat12"], out=args.out / "compare", covariates=study["covariates"],
-                    id_column="participant_id", formula="age", contrasts={"age": "age", "neg_age": "-age"},
-                    subsamples=100, fraction=0.8, seed=0, device="cpu")
+                    id_column="participant_id",
+                    glm=GlmConfig(formula="age", contrasts={"age": "age", "neg_age": "-age"}, subsamples=100, fraction=0.8, seed=0),
+                    device="cpu")
     print(f"run_compare: {time.perf_counter() - t0:.1f} s for {len(m['matched'])} subjects")
 
     def ras(p):

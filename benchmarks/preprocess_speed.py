@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from vbmkit.config import PreprocessConfig
     from vbmkit.device import resolve_device
     from vbmkit.io.bids import T1Input
-    from vbmkit.workflows.subject import preprocess_subject
+    from vbmkit.workflows.preprocess.subject import preprocess_subject
 
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)

@@ -12,7 +12,7 @@ phantom   Template_4_GS GM/WM deformed by a random smooth field (up to ``--ampli
 fast      real anatomy with trustworthy tissue maps: ``segref/nii2mesh`` brain-extracted T1
           (affine to Template_05mm_bet) and its FSL FAST GM/WM partial-volume maps.
 ds002748  ``--subjects N``: the first N subjects, segmented with vbmkit's classic segmentation
-          (vbmkit.workflows.subject_steps, slow on 2 cores); ``--affine-only`` prints just the
+          (vbmkit.workflows.preprocess.steps, slow on 2 cores); ``--affine-only`` prints just the
           affine brain-mask Dice of each T1 against the template.
 
 Usage: ``.venv/bin/python benchmarks/registration_check.py [--phantoms 2] [--subjects 0]``
@@ -78,7 +78,7 @@ def fast_case() -> None:
 
     from vbmkit.preprocess.affine import register_affine
     from vbmkit.preprocess.grids import downsample, factors_for
-    from vbmkit.workflows import subject_steps as st
+    from vbmkit.workflows.preprocess import steps as st
 
     seg = DATA / "segref"
     t1 = load_volume(seg / "nii2mesh_bet_T1.nii.gz")
@@ -105,7 +105,7 @@ def fast_case() -> None:
 
 def ds002748(n: int, affine_only: bool) -> None:
     from vbmkit.config import PreprocessConfig
-    from vbmkit.workflows import subject_steps as st
+    from vbmkit.workflows.preprocess import steps as st
 
     subjects = sorted(p.name for p in (DATA / "ds002748").glob("sub-*"))[:n]
     shoot = load_shooting_template()

@@ -116,7 +116,7 @@ def main() -> None:
           f"(axis {best[0]}, {best[1]:+d} voxels) vs {template_fraction:.3f} unmoved: "
           f"{'the unmoved atlas is best' if shifted[best] <= template_fraction else 'A SHIFT COVERS MORE'}")
     from vbmkit.io.nifti import load_volume
-    from vbmkit.workflows.roi_inputs import find_subject_maps
+    from vbmkit.workflows.roi.inputs import find_subject_maps
 
     maps = [s.maps["gm"] for s in find_subject_maps([args.prep])]
     per_subject = np.mean([uncovered_by_structure(load_volume(m).data.numpy().astype(np.float64), lpba, other)

@@ -138,7 +138,7 @@ def pipeline_labels(path: Path, device: str, *, deformed: bool) -> tuple[np.ndar
     affine, segmentation in subject space), as CAT12 codes
     (argmax; 0 where all three are 0). ``deformed``: the second segmentation with deformed priors."""
     from vbmkit.config import PreprocessConfig
-    from vbmkit.workflows import subject_steps as steps
+    from vbmkit.workflows.preprocess import steps as steps
 
     settings = PreprocessConfig(deformed_priors=deformed)
     dev = torch.device(device)

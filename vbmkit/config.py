@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from pydantic_core import PydanticCustomError
 
 from vbmkit.errors import ConfigError
-from vbmkit.workflows.formula_grammar import check_contrast, check_formula
+from vbmkit.formula.grammar import check_contrast, check_formula
 
 SCHEMA_VERSION = 1
 
@@ -56,6 +56,11 @@ def _finite(cls: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
         raise PydanticCustomError("value_error", f"expected a finite number in {_range(cls, info.field_name)}; "
                                                  f"got {shown}")
     return value
+
+
+def _finite_fields(*names: str) -> Any:
+    """A "before" validator of the named numeric fields: :func:`_finite` (one line in each section)."""
+    return field_validator(*names, mode="before")(_finite)
 
 
 def _grammar(check: Callable[..., object], *args: Any) -> None:
@@ -119,10 +124,7 @@ class PreprocessConfig(_Section):
             raise ValueError(f"expected one or more finite FWHM values in (0, 30] mm; got {v}")
         return v
 
-    @field_validator("segmentation_resolution_mm", mode="before")
-    @classmethod
-    def _finite_numbers(cls, v: Any, info: ValidationInfo) -> Any:
-        return _finite(cls, v, info)
+    _finite_numbers = _finite_fields("segmentation_resolution_mm")
 
 
 class GlmConfig(_Section):
@@ -146,10 +148,7 @@ class GlmConfig(_Section):
     device: str = Field("auto", description="'auto', 'cpu' or 'cuda'.")
     memory_gb: float | None = Field(None, gt=0, le=1e5, description="Memory budget for the voxel chunks (default: a safe share of free memory).")
 
-    @field_validator("fraction", "mask_threshold", "threshold", "memory_gb", mode="before")
-    @classmethod
-    def _finite_numbers(cls, v: Any, info: ValidationInfo) -> Any:
-        return _finite(cls, v, info)
+    _finite_numbers = _finite_fields("fraction", "mask_threshold", "threshold", "memory_gb")
 
     @field_validator("formula")
     @classmethod
@@ -178,10 +177,7 @@ class QcConfig(_Section):
     exclude_flagged: bool = Field(False, description="Exclude subjects flagged by the homogeneity check from the GLM.")
     sd_threshold: float = Field(2.0, gt=0, description="Flag subjects whose mean correlation is below mean - k SD.")
 
-    @field_validator("sd_threshold", mode="before")
-    @classmethod
-    def _finite_numbers(cls, v: Any, info: ValidationInfo) -> Any:
-        return _finite(cls, v, info)
+    _finite_numbers = _finite_fields("sd_threshold")
 
 
 class RoiConfig(_Section):

@@ -49,7 +49,7 @@ def test_demo_preprocess_profile_is_a_valid_study_section():
     import yaml
 
     from vbmkit.config import PreprocessConfig
-    from vbmkit.workflows.demo_study import DEMO_PREPROCESS, demo_yaml_text
+    from vbmkit.workflows.demo.study import DEMO_PREPROCESS, demo_yaml_text
 
     study = yaml.safe_load(demo_yaml_text(full=True))
     assert study["inputs"]["t1"] == ["cohort"] and "maps" not in study["inputs"]

@@ -9,7 +9,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from vbmkit.cli.main import app
-from vbmkit.workflows.study_plan import load_study
+from vbmkit.workflows.study.plan import load_study
 
 runner = CliRunner()
 

@@ -7,17 +7,16 @@ import math
 import numpy as np
 import pytest
 
+from tests.fixtures.foreign_writers import format_cat_xml, write_cat12_report
 from tests.workflows.compare_fixtures import make_study
 from vbmkit.errors import ImageError
 from vbmkit.io.cat12 import (
     Cat12Error,
     find_outputs,
-    format_cat_xml,
     mark_to_percent,
     read_cat12_report,
     read_cat_xml,
     split_kind,
-    write_cat12_report,
 )
 from vbmkit.io.catroi import read_catroi_xml
 

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.fixtures.foreign_writers import write_catroi_xml
 from vbmkit.io.catroi import (
     LONG_COLUMNS,
     RoiTableError,
@@ -13,7 +14,6 @@ from vbmkit.io.catroi import (
     read_catroi_xml,
     read_deepmriprep_volumes,
     write_cat12_group_csv,
-    write_catroi_xml,
 )
 
 # CAT12's documented layout (CAT12 manual, label/catROI_<name>.xml), two atlases, no Vcsf in one.

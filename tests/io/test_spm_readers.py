@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.io
 
+from tests.fixtures.foreign_writers import write_stat_map
 from vbmkit.errors import ImageError
 from vbmkit.io.spm import (
     SpmError,
@@ -14,7 +15,6 @@ from vbmkit.io.spm import (
     parse_descrip,
     read_spm_mat,
     read_stat_map,
-    write_stat_map,
 )
 
 AFFINE = np.array([[-2.0, 0, 0, 90], [0, 2, 0, -126], [0, 0, 2, -72], [0, 0, 0, 1]])  # SPM's 2 mm MNI grid

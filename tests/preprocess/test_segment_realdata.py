@@ -27,7 +27,7 @@ def test_fast_agreement(shared_data):
     # what `vbmkit preprocess` writes: deepbet mask, affine, segmentation in subject space with
     # affine priors, then again under priors deformed by a coarse nonlinear registration
     from vbmkit.config import PreprocessConfig
-    from vbmkit.workflows import subject_steps as steps
+    from vbmkit.workflows.preprocess import steps as steps
 
     settings, cpu = PreprocessConfig(), torch.device("cpu")
     native = steps.load_t1(ref_dir / "nii2mesh_bet_T1.nii.gz")

@@ -123,7 +123,7 @@ def test_glm_study_option_formula_override(box, tmp_path):
 @pytest.mark.parametrize("index", range(len(FORMULAS)), ids=_ids(FORMULAS))
 def test_api_build_design_and_glm_config(box, tmp_path, index):
     from vbmkit.config import GlmConfig
-    from vbmkit.workflows.design import build_design, check_formula_columns, formula_variables
+    from vbmkit.formula.design import build_design, check_formula_columns, formula_variables
 
     marker = tmp_path / "marker"
     formula, term = formula_payloads(marker)[index]
@@ -156,7 +156,7 @@ def test_api_run_glm(box, tmp_path, index):
 
 @pytest.mark.parametrize("index", range(len(CONTRASTS)), ids=_ids(CONTRASTS))
 def test_api_parse_contrast(box, tmp_path, index):
-    from vbmkit.workflows.design import build_design, parse_contrast, parse_contrasts
+    from vbmkit.formula.design import build_design, parse_contrast, parse_contrasts
 
     marker = tmp_path / "marker"
     expr, term = contrast_payloads(marker)[index]

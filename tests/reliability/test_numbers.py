@@ -68,7 +68,7 @@ def test_study_yaml(box, sections, match):
 
 def test_api_weights(box):
     """Vectors and matrices given from Python are checked too, naming the contrast."""
-    from vbmkit.workflows.design import build_design, parse_contrast
+    from vbmkit.formula.design import build_design, parse_contrast
 
     design = build_design(pd.read_csv(box.covariates, sep="\t"), "age + C(sex)")
     check_api(box, "design", lambda: parse_contrast("v", [0, math.nan, 0], design), error=ConfigError,

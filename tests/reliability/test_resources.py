@@ -239,7 +239,7 @@ def test_default_block_budget_too_small_for_the_draws(box, monkeypatch):
 
 
 def test_memory_budget_beyond_the_available_memory(box, monkeypatch):
-    monkeypatch.setattr("vbmkit.workflows.glm_resources.available_memory_bytes", lambda device: 1_000_000_000)
+    monkeypatch.setattr("vbmkit.workflows.glm.resources.available_memory_bytes", lambda device: 1_000_000_000)
     out = box.root / "glm_out"
     check_cli(box, "glm", box.glm_args(out, "--subsamples", "100000", "--memory-gb", "1000"), exit_code=2, out=out,
               match=r"--memory-gb 1000: the voxel blocks would take about [\d.]+ GB; 1\.0 GB available; "

@@ -13,9 +13,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from tests.fixtures.foreign_writers import write_cat12_report, write_catroi_xml
 from vbmkit.io.atomic import write_json
-from vbmkit.io.cat12 import write_cat12_report
-from vbmkit.io.catroi import write_catroi_xml
 
 NATIVE_SHAPE = (12, 13, 14)
 NATIVE_AFFINE = np.array([[-1.2, 0, 0, 8.0], [0, 1.0, 0, -6.0], [0, 0, 1.5, -9.0], [0, 0, 0, 1]])

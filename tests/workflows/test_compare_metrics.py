@@ -13,6 +13,7 @@ import pytest
 from scipy import stats
 
 from tests.workflows.compare_fixtures import make_study
+from vbmkit.config import GlmConfig
 from vbmkit.errors import VbmkitError
 from vbmkit.workflows.compare import run_compare
 
@@ -25,8 +26,9 @@ def compared(tmp_path_factory):
     study = make_study(root, n=12)
     out = root / "out"
     metrics = run_compare(study["ours"], cat12=study["cat12"], out=out, covariates=study["covariates"],
-                          id_column="participant_id", formula="age", contrasts={"age": "age", "neg_age": "-age"},
-                          subsamples=20, fraction=0.8, seed=0, device="cpu", report=False)
+                          id_column="participant_id",
+                          glm=GlmConfig(formula="age", contrasts={"age": "age", "neg_age": "-age"}, subsamples=20, fraction=0.8, seed=0),
+                          device="cpu", report=False)
     return study, out, metrics
 
 
@@ -158,7 +160,8 @@ def test_compare_config_needs_exactly_one_reference():
 def test_unfittable_design_is_reported_not_fatal(tmp_path):
     study = make_study(tmp_path, n=3)
     m = run_compare(study["ours"], cat12=study["cat12"], out=tmp_path / "out", covariates=study["covariates"],
-                    id_column="participant_id", formula="age + C(sex)", contrasts={"age": "age"}, subsamples=10,
+                    id_column="participant_id",
+                    glm=GlmConfig(formula="age + C(sex)", contrasts={"age": "age"}, subsamples=10),
                     report=False, device="cpu")
     assert m["contrasts"]["age"]["r_median_t"] is None
     assert any("the design cannot be fitted to the 3 vbmkit maps" in msg for msg in m["missing"])

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from tests.fixtures.foreign_writers import write_stat_map
 from tests.workflows.compare_fixtures import (
     CAT_AFFINE,
     NATIVE_AFFINE,
@@ -17,8 +18,8 @@ from tests.workflows.compare_fixtures import (
     _resample_to,
     make_spm_study,
 )
+from vbmkit.config import GlmConfig
 from vbmkit.io.nifti import save_volume
-from vbmkit.io.spm import write_stat_map
 from vbmkit.workflows.compare import run_compare
 
 
@@ -74,7 +75,8 @@ def test_spm_t_maps_are_correlated_by_contrast_name(tmp_path):
     write_stat_map(spm / "spmT_0001.nii", t, TEMPLATE_AFFINE, df=10, index=1, name="neg_age")
     save_volume(spm / "con_0001.nii", t, TEMPLATE_AFFINE)
     m = run_compare(study["ours"], spm=spm, out=tmp_path / "out", covariates=study["covariates"],
-                    id_column="participant_id", formula="age", contrasts={"neg_age": "-age"}, subsamples=10,
+                    id_column="participant_id",
+                    glm=GlmConfig(formula="age", contrasts={"neg_age": "-age"}, subsamples=10),
                     device="cpu", report=False)
     c = m["contrasts"]["neg_age"]
     ours_t = np.asarray(nib.load(str(tmp_path / "out" / "glm_ours" / "neg_age" / "t_median.nii.gz")).dataobj)

@@ -10,8 +10,8 @@ import pytest
 from vbmkit.config import PreprocessConfig
 from vbmkit.errors import ConfigError
 from vbmkit.io.records import write_report
-from vbmkit.workflows import preprocess as wf
-from vbmkit.workflows.subject import output_paths, settings_hash
+from vbmkit.workflows.preprocess import run as wf
+from vbmkit.workflows.preprocess.naming import output_paths, settings_hash
 
 
 def write_t1(path, seed=0):
@@ -28,7 +28,7 @@ class FakeSubject:
         self.calls = []
 
     def __call__(self, t1, out, settings, *, device="cpu", progress=None):
-        from vbmkit.workflows.subject_steps import load_t1
+        from vbmkit.workflows.preprocess.steps import load_t1
 
         self.calls.append(t1.name)
         native = load_t1(t1.path)  # the real validation: broken inputs fail here

@@ -96,8 +96,8 @@ def test_demo_yaml_validates_on_a_simulated_cohort(cohort, tmp_path):
     """examples/demo.yaml (what `vbmkit demo` runs) is valid for a cohort written by simulate."""
     import yaml
 
-    from vbmkit.workflows.demo_study import demo_yaml_text
-    from vbmkit.workflows.study_plan import load_study
+    from vbmkit.workflows.demo.study import demo_yaml_text
+    from vbmkit.workflows.study.plan import load_study
 
     out, _ = cohort
     (tmp_path / "cohort").symlink_to(out, target_is_directory=True)

@@ -112,7 +112,7 @@ def test_changed_settings_redo_the_stage(tmp_path):
 
 
 def test_compare_section_calls_the_comparison_and_reports_it(tmp_path, monkeypatch):
-    """The compare stage hands the study design to run_compare and the report shows its metrics."""
+    """The compare stage hands the study's GLM settings and folder to run_compare; the report shows its metrics."""
     path = _study(tmp_path, exclude=False)
     (tmp_path / "cat12").mkdir()
     path.write_text(path.read_text() + "compare:\n  cat12: cat12\n  ours: maps\n")
@@ -125,10 +125,11 @@ def test_compare_section_calls_the_comparison_and_reports_it(tmp_path, monkeypat
         (Path(out) / "metrics.json").write_text(json.dumps(metrics))
         return metrics
 
-    monkeypatch.setattr("vbmkit.workflows.compare.run_compare", fake_compare)
+    monkeypatch.setattr("vbmkit.workflows.study.stages.run_compare", fake_compare)
     prov = run_study(path)
     assert seen["ours"] == tmp_path / "maps" and seen["cat12"] == tmp_path / "cat12"
-    assert seen["formula"] == "age + C(sex)" and seen["contrasts"] == {"age": "age"}
+    assert seen["glm"].formula == "age + C(sex)" and dict(seen["glm"].contrasts) == {"age": "age"}
+    assert seen["glm_ours"] == tmp_path / "tiny_out" / "glm"  # the study's GLM is reused, not refitted
     assert prov["stages"]["compare"]["status"] == "ran"
     assert "Comparison" in (tmp_path / "tiny_out" / "report.html").read_text()
     assert run_study(path)["stages"]["compare"]["status"] == "up to date"

@@ -11,7 +11,7 @@ import torch
 
 from vbmkit.errors import ConfigError
 from vbmkit.workflows.study import run_study
-from vbmkit.workflows.study_plan import load_study
+from vbmkit.workflows.study.plan import load_study
 
 GOOD = """\
 name: t

@@ -30,6 +30,7 @@ def app_command(
     """Compare vbmkit's tissue maps, volumes, ROI volumes and (median) t-maps with CAT12's or SPM12's
     and write report.html, metrics.json and CSVs (see docs/compare.md)."""
     from vbmkit.cli.glm import parse_contrast_options
+    from vbmkit.config import GlmConfig
     from vbmkit.errors import ConfigError
     from vbmkit.workflows.compare import run_compare
 
@@ -40,9 +41,10 @@ def app_command(
     if any(design) and not all(design):
         raise ConfigError("compare: expected --covariates, --formula and --contrast together (or none of them)")
 
+    glm = (GlmConfig(maps=map_kind, formula=formula, contrasts=contrasts, subsamples=subsamples, fraction=fraction,
+                     seed=seed, device=device) if all(design) else None)
     metrics = run_compare(ours, cat12=cat12, spm=spm, out=out, covariates=covariates, id_column=id_column,
-                          formula=formula, contrasts=contrasts, maps=map_kind, subsamples=subsamples,
-                          fraction=fraction, seed=seed, device=device, progress=not quiet)
+                          glm=glm, maps=map_kind, device=device, progress=not quiet)
     _print_summary(metrics, out)
 
 

@@ -36,7 +36,7 @@ def app_command(
 
         demo_study(out, n=subjects if subjects is not None else (30 if truth else 20), seed=seed, full=not truth)
         return
-    from vbmkit.workflows.toy_demo import run_demo
+    from vbmkit.workflows.demo.toy import run_demo
 
     res = run_demo(out, n_subjects=subjects if subjects is not None else 60,
                    subsamples=subsamples if subsamples is not None else 100,

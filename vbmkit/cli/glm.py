@@ -14,10 +14,10 @@ def parse_contrast_options(items: list[str]) -> dict[str, str]:
     """``["age=age", "dep=C(group)[T.depr]"]`` -> ``{"age": "age", "dep": "C(group)[T.depr]"}``.
 
     Each expression is checked against the contrast grammar
-    (:func:`vbmkit.workflows.formula_grammar.check_contrast`) before anything else reads it.
+    (:func:`vbmkit.formula.grammar.check_contrast`) before anything else reads it.
     """
     from vbmkit.errors import ConfigError
-    from vbmkit.workflows.formula_grammar import check_contrast
+    from vbmkit.formula.grammar import check_contrast
 
     spec: dict[str, str] = {}
     for item in items:
@@ -115,7 +115,7 @@ def app_command(
 def _from_study(path: Path, *, images: list[str] | None):
     """Inputs, covariates, settings and output folder of ``vbmkit glm --study``."""
     from vbmkit.errors import ConfigError
-    from vbmkit.workflows.study_plan import load_study
+    from vbmkit.workflows.study.plan import load_study
 
     plan = load_study(path)
     cfg = plan.config

@@ -17,7 +17,7 @@ def app_command(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing YAML.")] = False,
 ) -> None:
     """Detect T1 images and participants.tsv in FOLDER and write a commented study YAML."""
-    from vbmkit.workflows.study_init import write_study_yaml
+    from vbmkit.workflows.study.init import write_study_yaml
 
     path = write_study_yaml(folder, path=output, force=force)
     typer.echo(f"wrote {path}; check it with: vbmkit run --check {path}")

@@ -12,14 +12,14 @@ from vbmkit.cli.common import DeviceOption, handle_errors
 
 def _contrasts(items: list[str] | None) -> dict[str, str]:
     from vbmkit.errors import ConfigError
-    from vbmkit.workflows.formula_grammar import check_contrast
+    from vbmkit.formula.grammar import check_contrast
 
     out: dict[str, str] = {}
     for item in items or []:
         name, sep, expr = item.partition("=")
         if not sep or not name.strip() or not expr.strip():
             raise ConfigError(f"--contrast: expected NAME=EXPR (e.g. age=age); got {item!r}")
-        check_contrast(name.strip(), expr.strip())  # parsed, never evaluated (formula_grammar)
+        check_contrast(name.strip(), expr.strip())  # parsed, never evaluated (vbmkit.formula.grammar)
         out[name.strip()] = expr.strip()
     return out
 
@@ -45,7 +45,7 @@ def app_command(
 ) -> None:
     """Measure GM/WM(/CSF) volume in mL in every atlas region of every subject; write long, wide and
     CAT12-style tables, and with --covariates/--formula/--contrast the ROI statistics."""
-    from vbmkit.workflows.formula_grammar import check_formula
+    from vbmkit.formula.grammar import check_formula
     from vbmkit.workflows.roi import run_roi
 
     if formula is not None:

@@ -24,7 +24,7 @@ def app_command(
     missing or stale.
     """
     if check:
-        from vbmkit.workflows.study_plan import load_study
+        from vbmkit.workflows.study.plan import load_study
 
         plan = load_study(study, out=out)
         stages = ["preprocess" if plan.preprocess is not None else None, "qc",
@@ -44,7 +44,7 @@ def demo_study(out: Path, *, n: int = 30, seed: int = 0, full: bool = False) -> 
 
     Called by :mod:`vbmkit.cli.demo` (which keeps the toy maps path as ``--quick``).
     """
-    from vbmkit.workflows.demo_study import run_study_demo
+    from vbmkit.workflows.demo.study import run_study_demo
 
     res = run_study_demo(out, n=n, seed=seed, full=full, progress=typer.echo)
     source = "preprocessed simulated T1 images" if res.full else \

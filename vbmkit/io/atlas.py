@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vbmkit.errors import ResourceError
+from vbmkit.errors import GridMismatchError, ResourceError
 from vbmkit.io.resources import atlas_paths
 from vbmkit.space import Grid
 
@@ -258,8 +258,6 @@ def same_space(grid: Grid, atlas: Atlas, *, source: str = "image", max_fov_diffe
         atlas grid's by more than ``max_fov_difference_mm`` on an axis (a native-space image).
         The message names ``source`` and both affines.
     """
-    from vbmkit.errors import GridMismatchError
-
     if grid.matches(atlas.grid):
         return True
     lin = grid.affine[:3, :3]

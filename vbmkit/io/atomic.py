@@ -7,6 +7,7 @@ trust that every file it finds is complete.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -62,8 +63,6 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def _finite(obj: Any) -> Any:
-    import math
-
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):

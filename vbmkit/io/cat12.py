@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from vbmkit.errors import ImageError, VbmkitError
-from vbmkit.io.atomic import write_text
 from vbmkit.io.nifti import image_stem, is_image_path
 
 #: Map prefixes of CAT12 (and vbmkit) outputs: native label/tissue maps, modulated warped maps,
@@ -210,47 +209,6 @@ def read_cat_xml(path: str | os.PathLike) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _format_number(v: float) -> str:
-    if isinstance(v, bool):
-        return "1" if v else "0"
-    if isinstance(v, int) or (isinstance(v, float) and math.isfinite(v) and v == int(v) and abs(v) < 1e15):
-        return str(int(v))
-    if isinstance(v, float) and not math.isfinite(v):
-        return "NaN" if math.isnan(v) else ("Inf" if v > 0 else "-Inf")
-    return f"{v:.15g}"  # as MATLAB mat2str(x, 15): round-trips to ~1e-15 relative
-
-
-def _value_to_element(tag: str, value: Any) -> ET.Element:
-    el = ET.Element(tag)
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            el.append(_value_to_element(str(k), v))
-    elif isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
-        for v in value:
-            el.append(_value_to_element("item", v))
-    elif isinstance(value, (list, tuple)):
-        el.text = "[" + " ".join(_format_number(float(v)) for v in value) + "]"
-    elif isinstance(value, (int, float)):
-        el.text = _format_number(value)
-    elif value is None:
-        el.text = "[]"
-    else:
-        el.text = str(value)
-    return el
-
-
-def format_cat_xml(struct: Mapping[str, Any], *, root: str = "S") -> str:
-    """Serialise nested dicts as cat_io_xml does: root ``<S>``, numbers as text, vectors in brackets."""
-    el = _value_to_element(root, struct)
-    ET.indent(el, space="  ")
-    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(el, encoding="unicode") + "\n"
-
-
-def write_cat_xml(path: str | os.PathLike, struct: Mapping[str, Any], *, root: str = "S") -> Path:
-    """Write nested dicts as a CAT12 XML file (atomically)."""
-    return write_text(path, format_cat_xml(struct, root=root))
-
-
 # --------------------------------------------------------------------------------------------
 # cat_<name>.xml reports
 # --------------------------------------------------------------------------------------------
@@ -350,42 +308,3 @@ def read_cat12_report(path: str | os.PathLike) -> Cat12Report:
                        ratings=ratings, version=version)
 
 
-def write_cat12_report(path: str | os.PathLike, *, name: str, tiv_ml: float,
-                       vol_abs_cgw: Iterable[float], vol_rel_cgw: Iterable[float] | None = None,
-                       ratings: Mapping[str, float] | None = None, version: str = "new") -> Path:
-    """Write a ``cat_<name>.xml`` report in CAT12's layout (used by tests and examples).
-
-    Parameters
-    ----------
-    name : str
-        Subject name, stored under ``filedata/file``.
-    tiv_ml : float
-        TIV in mL.
-    vol_abs_cgw : iterable of float
-        [CSF GM WM WMH] in mL (CAT12 12.7+ appends a 5th, zero, entry; any length is kept).
-    vol_rel_cgw : iterable of float, optional
-        Fractions of TIV; computed from ``vol_abs_cgw`` when omitted.
-    ratings : mapping, optional
-        Quality marks by name (:data:`RATINGS`).
-    version : {"new", "old"}
-        Field layout of CAT12 r1000+ or of older releases (``QAS/SM``, ``QAM/QM``).
-    """
-    if version not in ("new", "old"):
-        raise Cat12Error(f"write_cat12_report version: expected 'new' or 'old'; got {version!r}")
-    cgw = [float(v) for v in vol_abs_cgw]
-    rel = [float(v) for v in vol_rel_cgw] if vol_rel_cgw is not None else [v / tiv_ml for v in cgw]
-    measures = {"vol_TIV": float(tiv_ml), "vol_abs_CGW": cgw, "vol_rel_CGW": rel}
-    marks = dict(ratings or {})
-    filedata = {"path": str(Path(path).parent), "file": name, "fname": f"{name}.nii"}
-    if version == "new":
-        struct: dict[str, Any] = {
-            "filedata": filedata,
-            "qualitymeasures": {"res_vx_vol": [1.0, 1.0, 1.0]},
-            "qualityratings": marks,
-            "subjectmeasures": measures,
-            "software": {"version_cat": "CAT12.8.2", "revision_cat": "2170"},
-        }
-    else:
-        struct = {"QAS": {"FD": filedata, "SM": measures},
-                  "QAM": {"QM": {_OLD_RATINGS.get(k, k): v for k, v in marks.items()}}}
-    return write_cat_xml(path, struct)

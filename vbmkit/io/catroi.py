@@ -24,6 +24,7 @@ csfv_mm3, region_mm3`` in mm^3.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -34,7 +35,7 @@ import pandas as pd
 
 from vbmkit.errors import ResourceError, RoiTableError
 from vbmkit.io.atlas import hemisphere_of, load_atlas
-from vbmkit.io.atomic import atomic_path, write_text
+from vbmkit.io.atomic import atomic_path
 
 LONG_COLUMNS = ["subject", "atlas", "region_id", "region", "hemisphere", "tissue", "volume_ml"]
 CAT12_MEASURES = {"Vgm": "gm", "Vwm": "wm", "Vcsf": "csf"}
@@ -121,40 +122,6 @@ def read_catroi_xml(path: str | os.PathLike, *, subject: str | None = None) -> p
         raise RoiTableError(f"{path}: expected an atlas element with <ids>, <names> and <data> "
                             "holding Vgm/Vwm/Vcsf; found none")
     return pd.concat(frames, ignore_index=True)[LONG_COLUMNS]
-
-
-def _fmt(values) -> str:
-    return "[" + ";".join(repr(float(v)) if np.isfinite(v) else "NaN" for v in values) + "]"
-
-
-def write_catroi_xml(path: str | os.PathLike, long: pd.DataFrame) -> Path:
-    """Write one subject's volumes as CAT12 ``catROI_<name>.xml`` (atomically).
-
-    Parameters
-    ----------
-    long : pandas.DataFrame
-        Long-table rows of ONE subject (any atlases); tissues ``gm``/``wm``/``csf`` are
-        written as ``Vgm``/``Vwm``/``Vcsf``; numbers at full float64 precision.
-    """
-    if long["subject"].nunique() > 1:
-        raise RoiTableError(f"write_catroi_xml {path}: expected rows of one subject; got "
-                            f"{sorted(long['subject'].unique())[:5]}")
-    root = ET.Element("S")
-    for atlas, rows in long.groupby("atlas", sort=False):
-        a = ET.SubElement(root, str(atlas))
-        regions = rows.drop_duplicates("region_id")[["region_id", "region"]]
-        ET.SubElement(a, "ids").text = "[" + ";".join(str(int(i)) for i in regions["region_id"]) + "]"
-        names = ET.SubElement(a, "names")
-        for name in regions["region"]:
-            ET.SubElement(names, "item").text = str(name)
-        data = ET.SubElement(a, "data")
-        for tissue, measure in TISSUE_TO_CAT12.items():
-            sub = rows[rows["tissue"] == tissue].set_index("region_id")["volume_ml"]
-            if len(sub):
-                ET.SubElement(data, measure).text = _fmt(sub.reindex(regions["region_id"]).to_numpy())
-    ET.indent(root)
-    text = '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
-    return write_text(path, text)
 
 
 _GROUP_RE = re.compile(r"^(?P<name>.*?)_?catROI_(?P<atlas>[^_]+)_(?P<measure>V\w+)\.csv$")
@@ -262,8 +229,6 @@ def subject_tiv_ml(map_path: str | os.PathLike, name: str) -> float | None:
     (``volumes_ml.tiv``) and CAT12's ``report/cat_<name>.xml`` (``subjectmeasures/vol_TIV``;
     older versions ``QAS/SM/vol_TIV``).
     """
-    import json
-
     folder = Path(map_path).parent
     base = folder.parent if folder.name == "mri" else folder
     report = base / "report"

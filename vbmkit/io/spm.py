@@ -19,15 +19,17 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 
 from vbmkit.errors import ImageError, VbmkitError
 from vbmkit.io.cat12 import SubjectOutputs, find_outputs
-from vbmkit.io.nifti import load_volume, save_volume
+from vbmkit.io.nifti import image_stem, is_image_path, load_volume
 from vbmkit.space import Grid, Volume
 
 #: SPM12 segmentation prefixes (native, warped, modulated warped; smoothed ``s<fwhm>`` + warped).
@@ -77,8 +79,6 @@ def parse_descrip(text: str) -> StatHeader | None:
 
 
 def _descrip(path: Path) -> str:
-    import nibabel as nib
-
     try:
         raw = nib.load(str(path)).header.get("descrip", b"")
     except Exception as exc:  # nibabel raises many types
@@ -107,8 +107,6 @@ def read_stat_map(path: str | os.PathLike) -> StatMap:
     NaN voxels (SPM's 'outside the mask') become 0. A header without SPM's description gives
     ``header=None`` (no df) with a warning.
     """
-    import warnings
-
     p = Path(path)
     vol = load_volume(p, allow_nonfinite=True)
     data = vol.data.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
@@ -117,13 +115,6 @@ def read_stat_map(path: str | os.PathLike) -> StatMap:
         warnings.warn(f"{p}: the header description is not 'SPM{{T_[df]}} - ...'; degrees of freedom unknown",
                       stacklevel=2)
     return StatMap(Volume(data, vol.affine), header, p)
-
-
-def write_stat_map(path: str | os.PathLike, data, affine: np.ndarray, *, df: float | tuple[float, float],
-                   index: int = 1, name: str = "contrast", stat: str = "T") -> Path:
-    """Write a statistic image with SPM's header description (tests and examples)."""
-    dfs = ",".join(f"{float(d):.1f}" for d in (df if isinstance(df, tuple) else (df,)))
-    return save_volume(path, data, affine, description=f"SPM{{{stat}_[{dfs}]}} - contrast {index}: {name}")
 
 
 @dataclass
@@ -172,7 +163,7 @@ def read_spm_mat(path: str | os.PathLike) -> dict[str, Any]:
         raise SpmError(f"{p}: expected an SPM.mat file; {exc}") from exc
     if b"\x89HDF" in head or head.startswith(b"MATLAB 7.3"):
         return _read_spm_mat_hdf5(p)
-    import scipy.io
+    import scipy.io  # only for SPM.mat files (v6/v7); scipy.io is slow to import
 
     try:
         mat = scipy.io.loadmat(str(p), squeeze_me=True, struct_as_record=False)
@@ -190,7 +181,7 @@ def read_spm_mat(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _read_spm_mat_hdf5(path: Path) -> dict[str, Any]:
-    import h5py
+    import h5py  # only for v7.3 (HDF5) SPM.mat files, rare
 
     try:
         f = h5py.File(str(path), "r")
@@ -227,10 +218,6 @@ def find_results(folder: str | os.PathLike) -> dict[int, SpmContrast]:
     ImageError
         When ``folder`` is not a folder.
     """
-    import warnings
-
-    from vbmkit.io.nifti import image_stem, is_image_path
-
     base = Path(folder)
     if not base.is_dir():
         raise ImageError(f"{base}: expected an SPM results folder; it is not a folder")

@@ -180,3 +180,33 @@ def glm_memory(n_subjects: int, n_columns: int, contrast_ranks: Sequence[int], *
         fixed, voxel = p_fixed, p_voxel
     return GlmMemory(subsample_host=s_host, permutation_host=p_host, outputs=s_out + p_out,
                      block_fixed=fixed, block_per_voxel=voxel, n_permutations=j)
+
+
+#: Host bytes per supra-zero voxel of one exact TFCE pass (edge lists of up to 13 offsets,
+#: the sparse graph and its spanning forest, int64/float64 work arrays); counted for all V.
+TFCE_BYTES_PER_VOXEL = 560
+#: Host bytes per grid voxel of one map's TFCE / cluster pass (padded float64 copy, int64 ids,
+#: float64 output, int32 labels, bool masks).
+MAP_BYTES_PER_GRID_VOXEL = 48
+
+
+def map_permutation_parts(n_subjects: int, n_columns: int, contrast_ranks: Sequence[int], n_permutations: int,
+                          n_voxels: int, grid_voxels: int) -> tuple[int, int, int, int]:
+    """(host peak, block fixed, bytes per permutation of a block, outputs) of whole-map inference.
+
+    Counts :func:`vbmkit.stats.map_permutation.permutation_inference`: the (J, N) int64
+    permutations and float64 signs with the four float64 null maxima per contrast (host); on
+    the device the centred data (4 N V) and ``|R_z y|^2`` (4 V); per permutation of a block
+    the float32 transform rows (4 P' N) and ``z_j`` (4 P' V), four (V,) float32 temporaries and
+    the float64 copy on the host (8 V), with ``P' = P``; one map at a time on the host for TFCE
+    and clusters (``TFCE_BYTES_PER_VOXEL`` V + ``MAP_BYTES_PER_GRID_VOXEL`` G); outputs: five
+    grid maps per contrast (stat float32, voxel/TFCE p and TFCE float64, labels int32).
+    """
+    if n_permutations <= 0:
+        return 0, 0, 0, 0
+    n, p, c, j, v, g = n_subjects, n_columns, len(contrast_ranks), n_permutations, n_voxels, grid_voxels
+    host = 16 * j * n + 32 * c * j + TFCE_BYTES_PER_VOXEL * v + MAP_BYTES_PER_GRID_VOXEL * g
+    fixed = 4 * n * v + 4 * v
+    per_permutation = 4 * p * n + 4 * p * v + 16 * v + 8 * v
+    outputs = 32 * g * c
+    return host, fixed, per_permutation, outputs

@@ -1,0 +1,140 @@
+"""``vbmkit glm``: maps + covariates -> design -> full-sample, subsample and permutation maps.
+
+Orchestration only: every number comes from :mod:`vbmkit.stats`; files are read and written
+through :mod:`vbmkit.io`; the maps, tables and figures by :mod:`vbmkit.workflows.glm.outputs`.
+
+Everything that can be checked is checked before the first voxel is read, and all outputs are
+written into a temporary folder inside ``out`` whose files are moved into place at the end
+(:func:`vbmkit.workflows.stage.cached_run`); ``out`` is claimed first (:mod:`vbmkit.io.ownership`):
+a folder holding files vbmkit did not write is refused, and only files an earlier ``vbmkit glm`` listed in its stamp are replaced or removed.
+A rerun with the same inputs and settings finds the stamp complete and returns ``summary.json``
+without recomputing. The output contract is in ``docs/glm.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from vbmkit import __version__
+from vbmkit.config import GlmConfig
+from vbmkit.device import resolve_device
+from vbmkit.errors import CovariateError, DesignError
+from vbmkit.formula.design import (
+    Design,
+    build_design,
+    check_formula_columns,
+    parse_contrasts,
+    tiv_correlations,
+)
+from vbmkit.io.maps import check_grids, find_maps, load_mask
+from vbmkit.io.ownership import check_claimable
+from vbmkit.stats.subsample import draw_subsamples
+from vbmkit.workflows.glm.outputs import compute_and_write
+from vbmkit.workflows.glm.resources import check_glm_resources
+from vbmkit.workflows.stage import cached_run, fingerprint
+from vbmkit.workflows.subjects import check_missing, match_subjects, read_table
+
+
+def _draw(design: Design, settings: GlmConfig) -> torch.Tensor | None:
+    """The (K, N) subsample draws, checked before any image is read (None without subsamples)."""
+    if settings.stratify is not None and settings.stratify not in design.table.columns:
+        raise CovariateError(f"stratify: expected a column {settings.stratify!r} in the covariate table; "
+                             f"its columns are {list(map(str, design.table.columns))}")
+    if settings.subsamples == 0:
+        return None
+    n, p = design.X.shape
+    m = int(round(settings.fraction * n))
+    if settings.stratify is None and m < p + 2:
+        raise DesignError(f"fraction {settings.fraction}: each subsample would hold {m} of {n} subjects, "
+                          f"fewer than the {p} design columns + 2; raise --fraction or use --subsamples 0")
+    strata = None
+    if settings.stratify is not None:
+        strata = pd.factorize(design.table[settings.stratify].astype(str))[0]
+    return draw_subsamples(n, k=settings.subsamples, fraction=settings.fraction, strata=strata,
+                           seed=settings.seed, min_subjects=p + 2)
+
+
+def run_glm(images: Sequence[str | os.PathLike], covariates: str | os.PathLike | pd.DataFrame, *,
+            id_column: str, settings: GlmConfig, out: str | os.PathLike, missing: str = "error",
+            device: str = "auto", progress: bool = True) -> dict:
+    """Fit the voxel-wise GLM of ``settings`` to the maps and write the output contract to ``out``.
+
+    Parameters
+    ----------
+    images : sequence of str or path
+        Files, globs or output folders (see :func:`vbmkit.io.maps.find_maps`).
+    covariates : path or pandas.DataFrame
+        Covariate table (CSV/TSV) or a DataFrame holding ``id_column``.
+    id_column : str
+        Column of subject IDs; each image's ID is the one occurring in its file name.
+    settings : GlmConfig
+        Formula, contrasts, subsamples, permutations, mask, threshold, ...
+    out : path
+        Output folder (created; an earlier glm output there is replaced).
+    missing : {"error", "drop"}
+        Images without a row, rows without an image and rows with missing formula values.
+    device : str
+        ``auto``, ``cpu`` or ``cuda``; ``auto`` defers to ``settings.device``.
+    progress : bool
+        Show progress bars on stderr.
+
+    Returns
+    -------
+    dict
+        The content of ``out/summary.json``.
+
+    Raises
+    ------
+    ImageError, GridMismatchError, CovariateError, DesignError, ConfigError
+        For bad input, before anything is written.
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    check_missing(missing)
+    check_claimable(out, command="glm")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = read_table(covariates, id_column=id_column)
+        check_formula_columns(table, settings.formula)
+        paths, used, dropped = match_subjects(find_maps(images, kind=settings.maps), table, id_column=id_column,
+                                              kind=settings.maps, missing=missing)
+        design = build_design(used, settings.formula, standardize=settings.standardize, id_column=id_column,
+                              missing=missing)
+        if len(design.table) < len(used):  # rows with missing values were dropped
+            keep = set(design.table[id_column])
+            dropped["rows_with_missing_values"] = [i for i in used[id_column] if i not in keep]
+            paths = [p for p, i in zip(paths, used[id_column], strict=True) if i in keep]
+        contrasts = parse_contrasts(settings.contrasts, design)
+        tiv_correlations(design, contrasts)
+        check_glm_resources(design, contrasts, settings, paths, device=device)  # before any allocation
+        weights = _draw(design, settings)
+        dev = resolve_device(device if device != "auto" else settings.device)
+        grid = check_grids(paths)
+        mask = load_mask(Path(settings.mask), grid, reference=paths[0]) if settings.mask is not None else None
+    messages = [str(w.message) for w in caught]
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+    mask_file = [Path(settings.mask)] if settings.mask is not None and Path(settings.mask).is_file() else []
+    key = fingerprint({"settings": settings.model_dump(mode="json"), "id_column": id_column, "missing": missing,
+                       "version": __version__}, [*paths, *mask_file], tables=[design.table])
+
+    def work(tmp: Path) -> dict:
+        with warnings.catch_warnings(record=True) as late:
+            warnings.simplefilter("always")
+            summary = compute_and_write(paths, design, contrasts, settings, weights, mask=mask, dev=dev, tmp=tmp,
+                                        progress=progress, id_column=id_column)
+        for w in late:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        summary.update({"dropped": dropped, "warnings": messages + [str(w.message) for w in late],
+                        "fingerprint": key, "seconds": round(time.perf_counter() - t0, 3)})
+        return summary
+
+    return cached_run(out, command="glm", key=key, summary_name="summary.json", work=work)

@@ -1,0 +1,220 @@
+"""Batch preprocessing: many T1 images -> per-subject outputs, ``volumes.csv`` and ``errors.csv``.
+
+- Resumable: a subject whose report exists with the same settings hash and whose outputs all
+  exist is skipped (its report is reused for ``volumes.csv``).
+- Robust: an input that fails (not an image, 4-D, NaN, ...) is listed in ``errors.csv`` with
+  the reason and the batch goes on; :attr:`PreprocessSummary.ok` is False then.
+- Parallel: ``settings.jobs`` subjects at once in separate processes (CPU), each with an equal
+  share of the CPU threads.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vbmkit.config import PreprocessConfig
+from vbmkit.device import resolve_device
+from vbmkit.errors import VbmkitError
+from vbmkit.io.bids import T1Input, find_t1_inputs
+from vbmkit.io.ownership import claim
+from vbmkit.io.records import read_json, write_rows
+from vbmkit.workflows.preprocess.naming import output_paths, settings_hash
+from vbmkit.workflows.preprocess.subject import check_engine, preprocess_subject
+from vbmkit.workflows.progress import progress_bar
+
+VOLUME_COLUMNS = (
+    "name", "input", "tiv_ml", "gm_ml", "wm_ml", "csf_ml", "gm_frac", "wm_frac", "csf_frac",
+    "affine_loss", "warp_mse", "linear_elasticity", "jacobian_min", "jacobian_max", "folded_voxels",
+    "volume_preservation_gm", "total_s",
+)
+ERROR_COLUMNS = ("name", "path", "reason")
+
+
+@dataclass
+class PreprocessSummary:
+    """What a batch did. ``reports`` maps subject name to its report dict."""
+
+    out: Path
+    done: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when no input failed."""
+        return not self.failed
+
+    @property
+    def volumes_csv(self) -> Path:
+        return self.out / "volumes.csv"
+
+    @property
+    def errors_csv(self) -> Path:
+        return self.out / "errors.csv"
+
+
+def is_finished(t1: T1Input, out: Path, settings: PreprocessConfig) -> dict[str, Any] | None:
+    """The subject's report when its outputs exist for these settings, else None."""
+    paths = output_paths(out, t1.name, settings)
+    report = read_json(paths["report"])
+    if report is None or report.get("settings_hash") != settings_hash(settings):
+        return None
+    if any(not p.is_file() for p in paths.values()):
+        return None
+    return report
+
+
+def volume_row(report: dict[str, Any]) -> dict[str, Any]:
+    """One row of ``volumes.csv`` from a subject report."""
+    vol, frac, q = report.get("volumes_ml", {}), report.get("volumes_fraction", {}), report.get("quality", {})
+    row: dict[str, Any] = {"name": report.get("name"), "input": report.get("input")}
+    for t in ("tiv", "gm", "wm", "csf"):
+        row[f"{t}_ml"] = vol.get(t)
+    for t in ("gm", "wm", "csf"):
+        row[f"{t}_frac"] = frac.get(t)
+    for k in VOLUME_COLUMNS[9:16]:
+        row[k] = q.get(k)
+    row["total_s"] = report.get("timings_s", {}).get("total")
+    return row
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, VbmkitError):
+        return str(exc)
+    # An unexpected failure: keep the type and the innermost frame so it can be reported.
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
+    return f"internal error {type(exc).__name__}: {exc}{where}"
+
+
+def _run_one(t1: T1Input, out: Path, settings: PreprocessConfig, device: str,
+             threads: int | None = None, step: Callable[[str], None] | None = None) -> tuple[str, Any]:
+    """Worker: ("done", report) or ("failed", reason). Runs in the parent or a child process."""
+    if threads is not None:
+        torch.set_num_threads(max(1, threads))
+    try:
+        return "done", preprocess_subject(t1, out, settings, device=device, progress=step)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # one broken input must not stop the batch
+        return "failed", _reason(exc)
+
+
+def run_preprocess(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
+                   settings: PreprocessConfig | None = None, *, device: str | torch.device = "auto",
+                   progress: bool | Callable[[str], None] = True) -> PreprocessSummary:
+    """Preprocess T1 images into ``out`` (the ``vbmkit preprocess`` command and the study workflow).
+
+    Parameters
+    ----------
+    inputs : sequence of str or path
+        Files, globs, plain folders or BIDS folders (:func:`vbmkit.io.bids.find_t1_inputs`).
+    out : path
+        Output folder: ``out/<name>/mri/...``, ``out/<name>/report/<name>.json``,
+        ``out/volumes.csv`` and ``out/errors.csv``.
+    settings : PreprocessConfig, optional
+        The ``preprocess`` section of the study YAML (defaults when None).
+    device : str or torch.device
+        ``auto``, ``cpu`` or ``cuda``.
+    progress : bool or callable
+        True: a progress bar on stderr; a callable gets one message per finished subject.
+
+    Returns
+    -------
+    PreprocessSummary
+
+    Raises
+    ------
+    ConfigError
+        Before any work, for inputs that match nothing, duplicate names or an unusable engine.
+    """
+    settings = settings if settings is not None else PreprocessConfig()
+    check_engine(settings)
+    dev = resolve_device(device)
+    out = Path(out)
+    subjects = find_t1_inputs(inputs)
+    with claim(out, command="preprocess") as owned:
+        # subject folders and tables are claimed up front: a user's folder named like a subject
+        # is refused before any work; subjects of earlier runs that are not inputs now are kept
+        owned.register(*(f"{t1.name}/" for t1 in subjects), "volumes.csv", "errors.csv")
+        summary = _preprocess_all(subjects, out, settings, dev, progress)
+        owned.finish(keep=owned.previous["files"] if owned.previous else ())
+    return summary
+
+
+def _preprocess_all(subjects: list[T1Input], out: Path, settings: PreprocessConfig, dev: torch.device,
+                    progress: bool | Callable[[str], None]) -> PreprocessSummary:
+    summary = PreprocessSummary(out=out)
+
+    todo: list[T1Input] = []
+    for t1 in subjects:
+        report = is_finished(t1, out, settings)
+        if report is not None:
+            summary.skipped.append(t1.name)
+            summary.reports[t1.name] = report
+        else:
+            todo.append(t1)
+
+    bar = progress_bar(len(subjects), initial=len(summary.skipped), description="preprocess", unit="subject",
+                       enabled=progress is True)
+    notify = progress if callable(progress) else None
+
+    def record(t1: T1Input, status: str, payload: Any) -> None:
+        if status == "done":
+            summary.done.append(t1.name)
+            summary.reports[t1.name] = payload
+        else:
+            summary.failed[t1.name] = payload
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"{t1.name}: {status}", refresh=True)
+        if notify is not None:
+            notify(f"{t1.name}: {status}")
+
+    jobs = settings.jobs if dev.type == "cpu" else 1  # one process owns a GPU
+    try:
+        if jobs <= 1 or len(todo) <= 1:
+            for t1 in todo:
+                step = None
+                if bar is not None:
+                    def step(name: str, _n: str = t1.name) -> None:
+                        bar.set_postfix_str(f"{_n}: {name}", refresh=True)
+                record(t1, *_run_one(t1, out, settings, str(dev), step=step))
+        else:
+            threads = max(1, (os.cpu_count() or 1) // jobs)
+            pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
+            try:
+                futures = {pool.submit(_run_one, t1, out, settings, str(dev), threads): t1 for t1 in todo}
+                for fut in as_completed(futures):
+                    t1 = futures[fut]
+                    try:
+                        record(t1, *fut.result())
+                    except Exception as exc:  # a crashed worker (out of memory, killed)
+                        record(t1, "failed", _reason(exc))
+            except BaseException:  # SIGTERM / Ctrl-C: stop the workers now, not after their subject
+                for proc in list(getattr(pool, "_processes", {}).values()):
+                    proc.terminate()
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+            pool.shutdown(wait=True)
+    finally:
+        if bar is not None:
+            bar.close()
+        order = [t1.name for t1 in subjects]
+        rows = [volume_row(summary.reports[n]) for n in order if n in summary.reports]
+        write_rows(summary.volumes_csv, rows, VOLUME_COLUMNS)
+        paths = {t1.name: str(t1.path) for t1 in subjects}
+        errors = [{"name": n, "path": paths[n], "reason": summary.failed[n]} for n in order if n in summary.failed]
+        write_rows(summary.errors_csv, errors, ERROR_COLUMNS)
+    return summary
+

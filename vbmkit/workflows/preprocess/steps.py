@@ -1,0 +1,358 @@
+"""The steps of :func:`vbmkit.workflows.preprocess.subject.preprocess_subject`, one function each.
+
+Each step wires data between grids and calls pure functions of :mod:`vbmkit.preprocess`
+(brain mask, intensity, affine, segment, nonlinear, warp, Jacobian, modulate, smooth) and
+:mod:`vbmkit.io`. Grids (see ``docs/preprocess.md``):
+
+- native: the input's voxel grid in RAS order (p0..p3 are written on it);
+- affine grid: Template_05mm_bet area-averaged to ~2 mm, and the subject likewise;
+- segmentation grid: subject space, the native grid itself when its voxels are
+  ``segmentation_resolution_mm`` cubes (1 mm by default), else the native field of view on
+  native axes at that resolution; the template priors are pulled in through the affine (and,
+  for the second pass, through the inverse of a coarse nonlinear registration);
+- output grid: Template_4_GS, 113 x 137 x 113 at 1.5 mm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vbmkit.config import PreprocessConfig
+from vbmkit.io.nifti import load_grid, load_volume, save_volume
+from vbmkit.io.records import save_deformation
+from vbmkit.io.templates import load_shooting_template, load_t1_template, output_grid
+from vbmkit.io.weights import load_brain_extraction_models
+from vbmkit.preprocess import metrics
+from vbmkit.preprocess.affine import register_affine
+from vbmkit.preprocess.brainmask import brain_mask
+from vbmkit.preprocess.grids import deformation_to_mm, downsample, factors_for, grid_at_resolution
+from vbmkit.preprocess.intensity import normalize_intensity, validate_t1
+from vbmkit.preprocess.jacobian import affine_jacobian_determinant
+from vbmkit.preprocess.modulate import modulate_native
+from vbmkit.preprocess.nonlinear import register_nonlinear
+from vbmkit.preprocess.segment import segment
+from vbmkit.preprocess.smooth import smooth_fwhm
+from vbmkit.preprocess.volumes import tissue_volumes
+from vbmkit.preprocess.warp import deformation_to_displacement, warp
+from vbmkit.space import Grid, resample
+from vbmkit.workflows.preprocess.naming import fwhm_tag
+
+
+@dataclass(frozen=True, eq=False)
+class NativeT1:
+    """The input image: RAS ``data`` (X, Y, Z) float32, its RAS ``grid`` and stored affine."""
+
+    data: torch.Tensor
+    grid: Grid
+    stored_affine: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class AffineStep:
+    """``matrix`` (4, 4) template mm -> subject mm; ``loss`` the final registration loss."""
+
+    matrix: np.ndarray
+    loss: float
+
+
+@dataclass(frozen=True, eq=False)
+class SegmentationStep:
+    """Segmentation on ``grid`` (subject space: the native grid or native axes at the
+    segmentation resolution).
+
+    ``p0`` (X, Y, Z) 0..3 label, ``probs`` (3, X, Y, Z) GM, WM, CSF, ``info`` a JSON-able dict.
+    """
+
+    p0: torch.Tensor
+    probs: torch.Tensor
+    grid: Grid
+    info: dict[str, Any]
+
+
+@dataclass(frozen=True, eq=False)
+class RegistrationStep:
+    """Nonlinear registration on the output grid: the affine-aligned ``moving`` (2, X, Y, Z)
+    GM/WM, ``template`` (2, X, Y, Z) and the deep result object of the registration."""
+
+    moving: torch.Tensor
+    template: torch.Tensor
+    grid: Grid
+    result: Any
+
+
+@dataclass(frozen=True, eq=False)
+class WarpedStep:
+    """``mwp`` (2, X, Y, Z) modulated warped GM/WM, quality figures and mwp volumes in mL."""
+
+    mwp: torch.Tensor
+    quality: dict[str, float]
+    mwp_volumes_ml: dict[str, float]
+
+
+def load_t1(path: Path) -> NativeT1:
+    """Read and check a T1 image (RAS), raising ImageError naming the file when unusable."""
+    vol = load_volume(path)
+    grid = vol.grid
+    validate_t1(vol.data, grid.voxel_size, source=str(path))
+    stored = load_grid(path, canonical=False).affine
+    return NativeT1(data=vol.data, grid=grid, stored_affine=stored)
+
+
+def extract_brain(image: torch.Tensor, settings: PreprocessConfig, *, device: torch.device):
+    """deepbet brain mask (:func:`vbmkit.preprocess.brainmask.brain_mask`) on ``device``."""
+    if settings.skull_strip == "never":
+        return brain_mask(image, None, None, mode="never")
+    nets = load_brain_extraction_models(device)
+    mode = "always" if settings.skull_strip == "always" else "auto"
+    result = brain_mask(image.to(device), nets.model, nets.bbox_model, mode=mode)
+    return result
+
+
+def affine_to_template(native: NativeT1, mask: torch.Tensor, *, device: torch.device) -> AffineStep:
+    """Affine registration of the brain to Template_05mm_bet, both area-averaged to ~2 mm.
+
+    Both images go in with their brain masks (the template's: template > 0); the registration
+    normalises them (brain 95th percentile = 1, clipped) as deepmriprep's affine step does.
+    """
+    m = mask.to(native.data.device)
+    moving_pair, moving_grid = downsample(torch.stack([native.data * m, m.float()]), native.grid,
+                                          factors_for(native.grid, AFFINE_MM))
+    fixed_pair, fixed_grid = _t1_template()
+    res = register_affine(moving_pair[0].to(device), moving_grid, fixed_pair[0].to(device), fixed_grid,
+                          moving_mask=moving_pair[1].to(device), fixed_mask=fixed_pair[1].to(device),
+                          device=device)
+    return AffineStep(matrix=np.asarray(_numpy(res.matrix), dtype=np.float64), loss=float(res.loss))
+
+
+AFFINE_MM = 2.0
+#: Downsampling factors of the nonlinear registration levels on the 1.5 mm grid (6, 3, 1.5 mm),
+#: one per entry of ``PreprocessConfig.registration_iterations``.
+REGISTRATION_LEVELS = (4, 2, 1)
+#: (factor, updates) of the registration that deforms the priors for the second segmentation
+#: (6 and 3 mm: the priors are smooth, a finer warp changes the segmentation little).
+PRIOR_REGISTRATION = ((4, 40), (2, 30))
+#: Exponent of the deformed priors: aligned to the subject, they can be trusted fully (the
+#: affine-only priors are tempered by the default 0.5 of :func:`vbmkit.preprocess.segment.segment`).
+DEFORMED_PRIOR_WEIGHT = 1.0
+_T1_TEMPLATE: list[tuple[torch.Tensor, Grid]] = []
+
+
+def _t1_template() -> tuple[torch.Tensor, Grid]:
+    """(template and mask (> 0) area-averaged to ~2 mm, their grid), once per process.
+
+    The 0.5 mm template takes seconds to read and 190 MB; only its 2 mm version is kept.
+    """
+    if not _T1_TEMPLATE:
+        tmpl = load_t1_template()
+        t = tmpl.data[0]
+        pair, grid = downsample(torch.stack([t, (t > 0).float()]), tmpl.grid, factors_for(tmpl.grid, AFFINE_MM))
+        _T1_TEMPLATE.append((pair, grid))
+    return _T1_TEMPLATE[0]
+
+
+def segmentation_grid(native: Grid, settings: PreprocessConfig) -> Grid:
+    """The grid the segmentation runs on: the native grid when its voxels are already
+    ``segmentation_resolution_mm`` cubes, else the native field of view (native axes) at that
+    resolution."""
+    r = settings.segmentation_resolution_mm
+    if np.allclose(native.voxel_size, r, atol=1e-3):
+        return native
+    return grid_at_resolution(native, r)
+
+
+def affine_priors(grid: Grid, matrix: np.ndarray) -> torch.Tensor:
+    """(3, X, Y, Z) Template_4_GS GM, WM, rest on ``grid`` (subject mm) through the affine."""
+    shooting = load_shooting_template()
+    return resample(shooting.data[None], shooting.grid, grid, target_to_source_mm=np.linalg.inv(matrix))[0]
+
+
+@dataclass(frozen=True, eq=False)
+class SegmentationInput:
+    """The normalised T1 ``image`` (X, Y, Z) and bool brain ``mask`` on the segmentation ``grid``."""
+
+    image: torch.Tensor
+    mask: torch.Tensor
+    grid: Grid
+
+
+def segmentation_input(native: NativeT1, mask: torch.Tensor, settings: PreprocessConfig) -> SegmentationInput:
+    """The T1 (brain 95th percentile = 1) and its mask on :func:`segmentation_grid`: as they are,
+    or interpolated once when the native voxels are not of the segmentation resolution."""
+    grid = segmentation_grid(native.grid, settings)
+    dev_mask = mask.to(native.data.device)
+    image, _ = normalize_intensity(native.data * dev_mask, dev_mask, clip_max=None)
+    if grid is native.grid:
+        return SegmentationInput(image=image, mask=dev_mask.bool(), grid=grid)
+    moved = resample(torch.stack([image, dev_mask.float()])[None], native.grid, grid)[0]
+    return SegmentationInput(image=moved[0], mask=moved[1] > 0.5, grid=grid)
+
+
+def segment_native(inp: SegmentationInput, matrix: np.ndarray, *, device: torch.device,
+                   priors: torch.Tensor | None = None, prior_weight: float | None = None) -> SegmentationStep:
+    """Segment the T1 in subject space (:func:`segmentation_input`) with spatial priors: by
+    default Template_4_GS (GM, WM, and CSF = the template's third class inside the brain) through
+    the affine alone (:func:`affine_priors`); ``priors`` (3, X, Y, Z) on the segmentation grid
+    replace them (:func:`deformed_priors`), with ``prior_weight`` as the exponent when given.
+    Segmenting where the image lies (as SPM and CAT12 do) interpolates it at most once."""
+    grid = inp.grid
+    if priors is None:
+        priors = affine_priors(grid, matrix)
+    elif tuple(priors.shape) != (3, *grid.shape):
+        raise ValueError(f"priors: expected (3, {', '.join(map(str, grid.shape))}) on the segmentation grid; "
+                         f"got {tuple(priors.shape)}")
+    extra = {} if prior_weight is None else {"prior_weight": prior_weight}
+    seg = segment(inp.image.to(device), inp.mask.to(device), priors=priors.to(device),
+                  voxel_size_mm=tuple(float(v) for v in grid.voxel_size), device=device, **extra)
+    info = dict(seg.info) if isinstance(getattr(seg, "info", None), dict) else {}
+    return SegmentationStep(p0=seg.p0.float().cpu(), probs=seg.probs.float().cpu(), grid=grid,
+                            info=_jsonable(info))
+
+
+def segment_with_deformed_priors(inp: SegmentationInput, first: SegmentationStep, matrix: np.ndarray, *,
+                                 device: torch.device) -> SegmentationStep:
+    """The second segmentation: under :func:`deformed_priors` of the ``first`` one, at full weight."""
+    priors = deformed_priors(first, matrix, device=device)
+    return segment_native(inp, matrix, device=device, priors=priors, prior_weight=DEFORMED_PRIOR_WEIGHT)
+
+
+def tissue_on_output_grid(seg: SegmentationStep, matrix: np.ndarray) -> torch.Tensor:
+    """(2, X, Y, Z) GM, WM of ``seg`` pulled onto the 1.5 mm output grid through the affine."""
+    shooting = load_shooting_template()
+    return resample(seg.probs[None, :2].float(), seg.grid, shooting.grid, target_to_source_mm=matrix)[0]
+
+
+def deformed_priors(seg: SegmentationStep, matrix: np.ndarray, *, device: torch.device) -> torch.Tensor:
+    """Template_4_GS priors deformed onto the subject, on the segmentation grid.
+
+    A first segmentation's GM/WM are registered to the template's (6 and 3 mm levels,
+    :data:`PRIOR_REGISTRATION`); the template's GM, WM and rest are pulled through the inverse
+    map (template -> subject) and then through the affine onto the segmentation grid. As in SPM's
+    unified segmentation, the priors then follow the subject's own folding instead of the
+    affinely aligned group average, which is blurred over every brain's sulci.
+
+    Returns
+    -------
+    torch.Tensor
+        (3, X, Y, Z) GM, WM, rest on ``seg.grid`` (float32, CPU).
+    """
+    shooting = load_shooting_template()
+    moving = tissue_on_output_grid(seg, matrix)
+    scales, iterations = zip(*PRIOR_REGISTRATION, strict=True)
+    result = register_nonlinear(moving.to(device), shooting.data[:2].to(device), scales=scales,
+                                iterations=iterations, compute_inverse=True, device=device)
+    pulled = warp(shooting.data[None].to(device).float(), result.inverse.detach())[0]
+    rest = (1.0 - pulled[0] - pulled[1]).clamp(0.0, 1.0)  # outside the field of view, too
+    pulled = torch.stack([pulled[0], pulled[1], rest])
+    return resample(pulled[None].cpu(), shooting.grid, seg.grid, target_to_source_mm=np.linalg.inv(matrix))[0]
+
+
+def to_native(seg: SegmentationStep, native: Grid) -> torch.Tensor:
+    """(4, X, Y, Z) p0, p1 (GM), p2 (WM), p3 (CSF) on the native grid (trilinear when the
+    segmentation grid differs)."""
+    maps = torch.cat([seg.p0[None], seg.probs])
+    if seg.grid is not native:
+        maps = resample(maps[None], seg.grid, native)[0]
+    maps[0].clamp_(0.0, 3.0)
+    maps[1:].clamp_(0.0, 1.0)
+    return maps
+
+
+def native_volumes(native_maps: torch.Tensor, grid: Grid) -> dict[str, float]:
+    """GM, WM, CSF, TIV in mL (and fractions) from the native p1..p3."""
+    return tissue_volumes(native_maps[1:], grid.voxel_volume_ml)
+
+
+def write_native(paths: dict[str, Path], native_maps: torch.Tensor, grid: Grid, stored_affine: np.ndarray) -> None:
+    """p0..p3 on the native grid, stored in the input's own orientation."""
+    descr = {"p0": "vbmkit p0 label 0..3 (1 CSF, 2 GM, 3 WM)", "p1": "vbmkit p1 GM probability",
+             "p2": "vbmkit p2 WM probability", "p3": "vbmkit p3 CSF probability"}
+    for i, key in enumerate(("p0", "p1", "p2", "p3")):
+        save_volume(paths[key], native_maps[i], grid.affine, orientation_of=stored_affine, description=descr[key])
+
+
+def register_to_shooting_template(seg: SegmentationStep, matrix: np.ndarray, settings: PreprocessConfig, *,
+                                  device: torch.device) -> RegistrationStep:
+    """GM/WM from the segmentation grid to the 1.5 mm output grid through the affine, then
+    nonlinear registration to Template_4_GS's GM/WM (``settings.registration_iterations`` at
+    6, 3 and 1.5 mm; a level with 0 updates is skipped)."""
+    shooting = load_shooting_template()
+    moving = tissue_on_output_grid(seg, matrix)
+    template = shooting.data[:2]
+    levels = [(f, n) for f, n in zip(REGISTRATION_LEVELS, settings.registration_iterations, strict=True) if n > 0]
+    result = register_nonlinear(moving.to(device), template.to(device), scales=tuple(f for f, _ in levels),
+                                iterations=tuple(n for _, n in levels), compute_inverse=False, device=device)
+    return RegistrationStep(moving=moving, template=template, grid=shooting.grid, result=result)
+
+
+def warp_and_modulate(reg: RegistrationStep, matrix: np.ndarray, native_tissue: torch.Tensor,
+                      native_grid: Grid) -> WarpedStep:
+    """mwp1/mwp2 pulled from the native p1/p2 through the full (affine x nonlinear) map and
+    multiplied by its Jacobian determinant, and the registration's quality figures (warp MSE
+    of the unmodulated maps, linear elasticity, nonlinear Jacobian range, folded voxels)."""
+    phi = reg.result.deformation.detach()
+    tissue = modulate_native(native_tissue.to(phi.device), native_grid, reg.grid, matrix, phi, method="pull")
+    affine_det = affine_jacobian_determinant(matrix)
+    fold = metrics.folding(tissue.jacobian / affine_det)  # the nonlinear part's determinant
+    quality = {
+        "warp_mse": float(metrics.warp_mse(tissue.warped, reg.template.to(phi.device))),
+        "linear_elasticity": float(metrics.linear_elasticity(deformation_to_displacement(phi)[0])),
+        "jacobian_min": float(fold["min"]),
+        "jacobian_max": float(fold["max"]),
+        "folded_voxels": int(fold["n_folded"]),
+        "affine_determinant": affine_det,
+    }
+    mwp = tissue.modulated.detach().float().cpu()
+    sums = mwp.double().sum(dim=(1, 2, 3)) * reg.grid.voxel_volume_ml
+    return WarpedStep(mwp=mwp, quality=quality, mwp_volumes_ml={"gm": float(sums[0]), "wm": float(sums[1])})
+
+
+def smooth_maps(mwp: torch.Tensor, fwhms: list[float]) -> dict[float, torch.Tensor]:
+    """``{fwhm: (2, X, Y, Z)}`` smoothed mwp1/mwp2 on the 1.5 mm grid."""
+    grid, _ = output_grid()
+    vox = tuple(float(v) for v in grid.voxel_size)
+    return {f: smooth_fwhm(mwp[None], f, vox)[0] for f in fwhms}
+
+
+def write_warped(paths: dict[str, Path], mwp: torch.Tensor, smoothed: dict[float, torch.Tensor],
+                 fwhms: list[float]) -> None:
+    """mwp1/mwp2 and every s<fwhm>mwp1/2 with Template_4_GS's stored affine and axis order."""
+    grid, stored = output_grid()
+    for i, key in enumerate(("mwp1", "mwp2")):
+        save_volume(paths[key], mwp[i], grid.affine, orientation_of=stored,
+                    description=f"vbmkit {key} modulated warped {'GM' if i == 0 else 'WM'}")
+        for f in fwhms:
+            tag = f"s{fwhm_tag(f)}{key}"
+            save_volume(paths[tag], smoothed[f][i], grid.affine, orientation_of=stored,
+                        description=f"vbmkit {tag} FWHM {f:g} mm")
+
+
+def write_deformation(path: Path, reg: RegistrationStep, matrix: np.ndarray) -> None:
+    """y_<name>: for each output-grid voxel, the subject mm it maps to (CAT12's y_ convention)."""
+    grid, stored = output_grid()
+    field = deformation_to_mm(reg.result.deformation.detach().cpu(), reg.grid, matrix)
+    save_deformation(path, field, grid.affine, orientation_of=stored)
+
+
+def _numpy(x: Any) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return obj.item() if obj.numel() == 1 else obj.detach().cpu().tolist()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return str(obj)

@@ -1,0 +1,101 @@
+"""Quality control of a sample before statistics: CAT12's "check sample homogeneity".
+
+Writes into ``out``:
+
+- ``qc.csv``: one row per map (``name``, ``path``, ``mean_correlation``, ``zscore``,
+  ``flagged``) plus the per-subject quality figures of the preprocessing when given;
+- ``correlation.csv``: the N x N correlation matrix (names as header and first column);
+- ``qc.json``: threshold, settings, flagged names;
+- ``homogeneity.png``: mean correlation per subject with the threshold line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from vbmkit.config import QcConfig
+from vbmkit.io.atomic import atomic_path, write_json
+from vbmkit.io.maps import load_maps
+from vbmkit.io.nifti import image_stem
+from vbmkit.report.qc_figures import homogeneity_figure
+from vbmkit.stats.qc import correlation_matrix, sample_homogeneity
+
+#: Voxels per chunk of the correlation GEMM (N x chunk float32 on the device).
+CHUNK_VOXELS = 65536
+
+
+def map_name(path: Path, kind: str) -> str:
+    """Subject name of a map: the file stem without the kind prefix (``mwp1sub-01_T1w`` -> ``sub-01_T1w``)."""
+    stem = image_stem(path)
+    return stem[len(kind):] if stem.startswith(kind) else stem
+
+
+def run_qc(maps: Sequence[str | os.PathLike], out: str | os.PathLike, *, settings: QcConfig | None = None,
+           kind: str = "mwp1", quality: pd.DataFrame | None = None, device: str = "cpu",
+           mask_threshold: float = 0.1) -> dict:
+    """Correlate every subject's map with all others and flag outliers.
+
+    Parameters
+    ----------
+    maps : sequence of path
+        Modulated GM maps (mwp1) on one grid, at least 3.
+    out : path
+        Output folder (created).
+    settings : QcConfig, optional
+        ``sd_threshold`` (k of ``mean - k SD``) and ``exclude_flagged``.
+    kind : str
+        Map kind prefix stripped from file names to name subjects.
+    quality : pandas.DataFrame, optional
+        Per-subject figures to add to ``qc.csv`` (e.g. ``preprocess/volumes.csv``), joined on
+        its ``name`` column.
+    device : str
+        Torch device of the correlation products.
+    mask_threshold : float
+        Voxels where the mean map exceeds this value are correlated.
+
+    Returns
+    -------
+    dict
+        The content of ``qc.json``.
+    """
+    settings = settings if settings is not None else QcConfig()
+    out = Path(out)
+    paths = [Path(p) for p in maps]
+    names = [map_name(p, kind) for p in paths]
+    masked = load_maps(paths, mask_threshold=mask_threshold)
+    data = masked.data
+    chunks = (data[:, i:i + CHUNK_VOXELS] for i in range(0, data.shape[1], CHUNK_VOXELS))
+    corr = correlation_matrix(chunks, device=torch.device(device))
+    result = sample_homogeneity(corr, sd_threshold=settings.sd_threshold)
+
+    table = pd.DataFrame({"name": names, "path": [str(p) for p in paths],
+                          "mean_correlation": result.mean_correlation.cpu().numpy(),
+                          "zscore": result.zscore.cpu().numpy(),
+                          "flagged": result.flagged.cpu().numpy()})
+    if quality is not None and "name" in quality.columns:
+        extra = quality.drop(columns=[c for c in quality.columns if c in table.columns and c != "name"])
+        table = table.merge(extra, on="name", how="left")
+    with atomic_path(out / "qc.csv") as tmp:
+        table.to_csv(tmp, index=False)
+    with atomic_path(out / "correlation.csv") as tmp:
+        pd.DataFrame(corr.cpu().numpy(), index=names, columns=names).to_csv(tmp, index_label="name")
+    fig_path = out / "homogeneity.png"
+    homogeneity_figure(names, result.mean_correlation.cpu().numpy(), result.threshold, fig_path)
+    summary = {
+        "n_subjects": len(paths),
+        "n_voxels": int(data.shape[1]),
+        "kind": kind,
+        "sd_threshold": settings.sd_threshold,
+        "exclude_flagged": settings.exclude_flagged,
+        "mean_of_mean_correlation": float(result.mean_correlation.mean()),
+        "threshold": result.threshold,
+        "flagged": [n for n, f in zip(names, result.flagged.tolist(), strict=True) if f],
+        "files": {"table": "qc.csv", "correlation": "correlation.csv", "figure": "homogeneity.png"},
+    }
+    write_json(out / "qc.json", summary)
+    return summary
