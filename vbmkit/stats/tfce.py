@@ -30,11 +30,13 @@ from scipy.sparse.csgraph import minimum_spanning_tree
 
 from vbmkit.errors import ConfigError
 
-#: TFCE defaults of Smith & Nichols (2009), FSL randomise and nilearn.
+#: TFCE defaults of Smith & Nichols (2009), also nilearn's.
 E_DEFAULT = 0.5
 H_DEFAULT = 2.0
-#: Default neighbourhood of TFCE: faces only, as FSL randomise (``--tfce_C``, default 6) and
-#: nilearn (``generate_binary_structure(3, 1)``); 26 is FSL's default for cluster extent.
+#: Default neighbourhood of TFCE: faces only, as nilearn (``generate_binary_structure(3, 1)``
+#: in its permutation code), so that vbmkit's TFCE values equal nilearn's exact ones. FSL
+#: randomise sets it with ``--tfce_C``; its default was not checked here, so pass
+#: ``connectivity`` explicitly to reproduce an FSL analysis. Clusters default to 26.
 TFCE_CONNECTIVITY = 6
 TAILS = ("positive", "negative", "both")
 
