@@ -37,11 +37,24 @@ def _moved(img: torch.Tensor, amplitude: float, seed: int = 0):
 
 def test_recovers_a_smooth_deformation_without_folding():
     fixed = _phantom()
-    moving, _ = _moved(fixed, 2.5)
+    moving, true_velocity = _moved(fixed, 2.5)
     res = register_nonlinear(moving, fixed, scales=(2, 1), iterations=(40, 30))
     before = warp_mse(moving, fixed)
     after = warp_mse(warp(moving[None], res.deformation)[0], fixed)
     assert after < before / 5  # measured 2.98e-3 -> 1.98e-4 (x15); the true inverse leaves 2.9e-4 of blur
+    # the field itself: moving = fixed o exp(w), so the answer is exp(-w). Only where the image
+    # has edges is the displacement identifiable (and there only across the edge: the aperture
+    # problem), so compare at the 25 % strongest gradients. Measured: cosine 0.75, RMS error
+    # 0.43 voxel against 0.65 voxel of true displacement (an identity answer: cosine 0, error 1x).
+    truth = integrate_velocity(-true_velocity)[0]
+    found = deformation_to_displacement(res.deformation)[0]
+    grad = sum(torch.stack(torch.gradient(fixed[c]), 0).pow(2).sum(0).sqrt() for c in range(2))
+    edge = grad > torch.quantile(grad[grad > 0], 0.75)
+    t, f = truth[:, edge], found[:, edge]
+    cosine = float((t * f).sum() / (t.norm() * f.norm()))
+    rms_error = float((f - t).pow(2).sum(0).mean().sqrt())
+    rms_true = float(t.pow(2).sum(0).mean().sqrt())
+    assert cosine > 0.6 and rms_error < 0.8 * rms_true
     assert folding(jacobian_determinant(res.deformation))["n_folded"] == 0
     assert res.deformation.shape == (*SHAPE, 3) and res.velocity.shape == (3, *SHAPE)
     assert res.loss_history[-1] < res.loss_history[0]
