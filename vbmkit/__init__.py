@@ -6,3 +6,15 @@ with CAT12. Importing the package reads no files and imports no heavy dependenci
 """
 
 __version__ = "0.1.0"
+
+#: The Python API (:mod:`vbmkit.api`), imported on first use so that ``import vbmkit`` stays light.
+_API = ("GLM", "ContrastResult", "PreprocessResult", "Study", "preprocess_t1", "roi_volumes")
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from vbmkit import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'vbmkit' has no attribute {name!r}")
