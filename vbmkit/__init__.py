@@ -14,7 +14,9 @@ __all__ = ["__version__", *_API]
 
 def __getattr__(name: str):
     if name in _API:
-        from vbmkit import api
+        # import_module, not `from vbmkit import api`: the API sits above the workflows, and a
+        # static import here would make every vbmkit module (the pure core too) depend on it
+        import importlib
 
-        return getattr(api, name)
+        return getattr(importlib.import_module("vbmkit.api"), name)
     raise AttributeError(f"module 'vbmkit' has no attribute {name!r}")

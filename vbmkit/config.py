@@ -147,8 +147,33 @@ class GlmConfig(_Section):
     cluster_min_voxels: int = Field(10, ge=1, description="Smallest cluster listed in clusters.csv, in voxels.")
     device: str = Field("auto", description="'auto', 'cpu' or 'cuda'.")
     memory_gb: float | None = Field(None, gt=0, le=1e5, description="Memory budget for the voxel chunks (default: a safe share of free memory).")
+    tfce: bool = Field(False, description=(
+        "Threshold-free cluster enhancement with FWE p maps (tfce, p_fwe_tfce, log_p_fwe_tfce); needs permutations >= 2."))
+    tfce_e: float = Field(0.5, gt=0.0, le=10.0, description="TFCE extent exponent E (Smith & Nichols 2009: 0.5).")
+    tfce_h: float = Field(2.0, gt=0.0, le=10.0, description="TFCE height exponent H (Smith & Nichols 2009: 2).")
+    tfce_connectivity: Literal[6, 18, 26] = Field(6, description=(
+        "TFCE neighbourhood: 6 (faces; FSL randomise and nilearn's default), 18 or 26; TFCE values depend on it."))
+    cluster_p: float | None = Field(None, gt=0.0, lt=1.0, description=(
+        "Cluster-forming uncorrected p for cluster extent / mass FWE p in clusters.csv (needs permutations; "
+        "default: none, or 0.001 when --tfce, --tail, --blocks or a one-sample design run the map-level engine)."))
+    tail: Literal["positive", "negative", "both"] = Field("positive", description=(
+        "Tail of the permutation FWE p of t contrasts (SPM: positive); F contrasts are always positive."))
+    blocks: str | None = Field(None, description=(
+        "Covariate column of exchangeability blocks: permute within blocks (sign flips: flip whole blocks)."))
 
-    _finite_numbers = _finite_fields("fraction", "mask_threshold", "threshold", "memory_gb")
+    _finite_numbers = _finite_fields("fraction", "mask_threshold", "threshold", "memory_gb", "tfce_e", "tfce_h",
+                                     "cluster_p")
+
+    @model_validator(mode="after")
+    def _inference_needs_permutations(self) -> GlmConfig:
+        if self.permutations < 2:
+            for name, given in (("tfce", self.tfce), ("cluster_p", self.cluster_p is not None),
+                                ("blocks", self.blocks is not None)):
+                if given:
+                    raise PydanticCustomError("value_error", f"{name} needs permutations >= 2 (its FWE p come from "
+                                              f"permutations); got permutations {self.permutations}; set "
+                                              f"permutations (--permutations N)")
+        return self
 
     @field_validator("formula")
     @classmethod

@@ -38,11 +38,12 @@ def test_default_demo_preprocesses_and_truth_skips_it(tmp_path, monkeypatch):
 
     calls = []
     monkeypatch.setattr(run_cli, "demo_study", lambda out, **kw: calls.append(kw))
-    for extra in ([], ["--truth"], ["--subjects", "12"]):
+    for extra in ([], ["--truth"], ["--subjects", "12", "--device", "cpu"]):
         res = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "d"), *extra])
         assert res.exit_code == 0, res.output
-    assert calls == [{"n": 20, "seed": 0, "full": True}, {"n": 30, "seed": 0, "full": False},
-                     {"n": 12, "seed": 0, "full": True}]
+    assert calls == [{"n": 20, "seed": 0, "full": True, "device": "auto"},
+                     {"n": 30, "seed": 0, "full": False, "device": "auto"},
+                     {"n": 12, "seed": 0, "full": True, "device": "cpu"}]
 
 
 def test_demo_preprocess_profile_is_a_valid_study_section():

@@ -49,7 +49,7 @@ def test_glm_runs_and_prints_summary(cohort, tmp_path):
     (["--contrast", "oops"], "expected NAME=EXPR"),
     (["--contrast", "bad/name=age"], "contrast name 'bad/name'"),
     (["--contrast", "x=agee"], "contrast 'x': expected an expression"),
-    (["--missing", "maybe"], "--missing: expected 'error' or 'drop'"),
+    (["--missing", "maybe"], "Invalid value for '--missing'"),
     (["--fraction", "0.25"], "fraction 0.25: each subsample would hold 4 of 16"),
     (["--id-column", "subject"], "expected an ID column 'subject'"),
     (["--permutations", "1"], "at least 2 (the identity counts as one)"),
@@ -99,3 +99,41 @@ def test_study_yaml(cohort, tmp_path):
     (tmp_path / "bad.yaml").write_text("schema_version: 1\ninputs:\n  maps: ['x']\nglm:\n  formula: age\n")
     res = runner.invoke(app, ["glm", "--study", str(tmp_path / "bad.yaml")])
     assert res.exit_code == 2 and "contrasts" in res.output
+
+
+def test_glm_tfce_and_cluster_fwe(cohort, tmp_path):
+    out = tmp_path / "g"
+    res = runner.invoke(app, _args(cohort, out, "--subsamples", "0", "--permutations", "10", "--tfce",
+                                   "--tfce-connectivity", "26", "--tail", "both", "--cluster-p", "0.01",
+                                   "--blocks", "sex"))
+    assert res.exit_code == 0, res.output
+    for name in ("tfce.nii.gz", "p_fwe_tfce.nii.gz", "log_p_fwe_tfce.nii.gz", "p_fwe.nii.gz"):
+        assert (out / "age" / name).is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    inference = summary["contrasts"]["age"]["inference"]
+    assert inference["tail"] == "both" and inference["tfce"]["connectivity"] == 26
+    assert inference["cluster_p"] == 0.01 and inference["blocks"] == "sex"
+    table = pd.read_csv(out / "age" / "clusters.csv")
+    assert {"p_fwe_cluster", "p_fwe_mass"} <= set(table.columns)
+
+
+def test_glm_tfce_without_permutations_is_one_clean_error(cohort, tmp_path):
+    res = runner.invoke(app, _args(cohort, tmp_path / "g", "--tfce"))
+    assert res.exit_code == 2
+    assert "tfce needs permutations >= 2" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "g").exists()
+
+
+def test_glm_unknown_blocks_column_is_one_clean_error(cohort, tmp_path):
+    res = runner.invoke(app, _args(cohort, tmp_path / "g", "--permutations", "5", "--blocks", "scanner"))
+    assert res.exit_code == 2
+    assert "blocks: expected a column 'scanner' in the covariate table" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_glm_help_lists_inference_choices():
+    res = runner.invoke(app, ["glm", "--help"], terminal_width=200)
+    assert res.exit_code == 0
+    for text in ("--tfce", "--tfce-e", "--tfce-h", "--cluster-p", "--blocks", "positive", "negative", "both"):
+        assert text in res.output
+    assert "6" in res.output and "18" in res.output and "26" in res.output

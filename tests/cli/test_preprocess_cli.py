@@ -54,3 +54,24 @@ def test_study_yaml_supplies_inputs_and_output_folder(tmp_path):
     (tmp_path / "broken.yaml").write_text("schema_version: 1\ninputs: {t1: []}\npreprocess: {fwhm: [8], colour: red}\n")
     result = runner.invoke(app, ["preprocess", "--study", str(tmp_path / "broken.yaml")])
     assert result.exit_code == 2 and "preprocess.colour: unknown key" in result.output
+
+
+def test_all_subjects_reused_prints_one_up_to_date_line(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import vbmkit.workflows.preprocess as wp
+
+    seen = {}
+
+    def fake(items, out, settings, *, device, progress):
+        seen.update(device=device, engine=settings.engine, skull_strip=settings.skull_strip)
+        return SimpleNamespace(done=[], skipped=["a", "b"], failed={}, volumes_csv=out / "volumes.csv")
+
+    monkeypatch.setattr(wp, "run_preprocess", fake)
+    t1 = tmp_path / "a.nii.gz"
+    t1.write_bytes(b"")
+    res = CliRunner().invoke(app, ["preprocess", str(t1), "-o", str(tmp_path / "o"), "--device", "cpu",
+                                   "--engine", "deepmriprep", "--skull-strip", "never"])
+    assert res.exit_code == 0, res.output
+    assert res.output.strip() == f"up to date: {tmp_path / 'o'} (2 subjects already preprocessed)"
+    assert seen == {"device": "cpu", "engine": "deepmriprep", "skull_strip": "never"}

@@ -48,3 +48,16 @@ def test_bad_yaml_exits_2_with_one_line(tmp_path):
 def test_missing_yaml(tmp_path):
     res = runner.invoke(app, ["run", str(tmp_path / "none.yaml")])
     assert res.exit_code == 2 and "expected a study YAML file; it does not exist" in res.output
+
+
+def test_device_option_overrides_the_yaml(tmp_path):
+    from vbmkit.workflows.study.plan import load_study
+
+    path = _folder(tmp_path)
+    path.write_text(path.read_text() + "device: cuda\n")
+    plan = load_study(path, device="cpu")  # no CUDA needed: the command line wins
+    assert plan.device == "cpu" and plan.config.device == "cpu" and plan.config.glm.device == "cpu"
+    res = runner.invoke(app, ["run", "--check", str(path), "--device", "cpu", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["run", "--check", str(path), "--device", "gpu"])
+    assert res.exit_code == 2 and "'gpu' is not one of 'auto', 'cpu', 'cuda'" in res.output

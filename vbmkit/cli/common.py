@@ -1,4 +1,5 @@
-"""Helpers shared by the CLI commands: clean error exits and warnings, and the device option."""
+"""Helpers shared by the CLI commands: clean error exits and warnings, and the shared options
+(``--device``, ``--missing``, ``--engine``, ``--skull-strip``) with their choices as Enums."""
 
 from __future__ import annotations
 
@@ -8,13 +9,66 @@ import functools
 import signal
 import warnings
 from collections.abc import Callable, Iterator
+from enum import Enum
 from typing import Annotated, Any, TypeVar
 
 import typer
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-DeviceOption = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")]
+
+
+class _Choice(str, Enum):
+    """A choice of the command line: a ``str`` (compares equal to its value) whose ``str()`` and
+    f-string are the value, so it can be passed on wherever the workflows expect a plain string."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class DeviceChoice(_Choice):
+    """``--device``: ``auto`` (CUDA when present, else CPU), ``cpu`` or ``cuda``."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class MissingChoice(_Choice):
+    """``--missing``: stop with an error on unmatched subjects, or drop them (with a warning)."""
+
+    error = "error"
+    drop = "drop"
+
+
+class EngineChoice(_Choice):
+    """``--engine`` of preprocess: vbmkit's own pipeline or deepmriprep's networks."""
+
+    classic = "classic"
+    deepmriprep = "deepmriprep"
+
+
+class SkullStripChoice(_Choice):
+    """``--skull-strip`` of preprocess."""
+
+    auto = "auto"
+    always = "always"
+    never = "never"
+
+
+DeviceOption = Annotated[DeviceChoice, typer.Option(
+    "--device", help="Where to compute: auto (CUDA when present), cpu or cuda (pick a GPU with "
+    "CUDA_VISIBLE_DEVICES).")]
+MissingOption = Annotated[MissingChoice | None, typer.Option(
+    "--missing", help="Subjects with an image but no covariate row, or a row but no image or with "
+    "missing values: error (default) or drop.", show_default=False)]
+EngineOption = Annotated[EngineChoice | None, typer.Option(
+    "--engine", help="Preprocessing engine: classic (default) or deepmriprep.", show_default=False)]
+SkullStripOption = Annotated[SkullStripChoice | None, typer.Option(
+    "--skull-strip", help="Brain extraction: auto (default), always or never.", show_default=False)]
 
 
 def format_validation_error(exc: Exception, *, source: str | None = None) -> str:
@@ -105,6 +159,25 @@ def _one_line(exc: BaseException) -> str:
     return f"internal error ({type(exc).__name__}: {exc}); rerun with `vbmkit --debug ...` for the traceback"
 
 
+@functools.lru_cache(maxsize=1)
+def _click_exceptions() -> tuple[type[BaseException], ...]:
+    """Exit, Abort and ClickException of the click that typer uses, which handles them itself.
+
+    typer >= 0.2x vendors click as ``typer._click`` and no longer installs ``click``; older
+    typer uses ``click``: take whichever is importable (a fresh install may lack ``click``).
+    """
+    import importlib
+
+    found: list[type[BaseException]] = [typer.Exit, typer.Abort]
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            exc = importlib.import_module(module)
+        except ImportError:
+            continue
+        found += [getattr(exc, name) for name in ("Exit", "Abort", "ClickException") if hasattr(exc, name)]
+    return tuple(found)
+
+
 def handle_errors(func: F) -> F:
     """Every failure as one ``Error: ...`` line on stderr and exit status 2.
 
@@ -117,7 +190,6 @@ def handle_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        import click
         from pydantic import ValidationError
 
         from vbmkit.errors import VbmkitError
@@ -125,8 +197,7 @@ def handle_errors(func: F) -> F:
         try:
             with _terminate_cleanly(), clean_warnings():
                 return func(*args, **kwargs)
-        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.ClickException,
-                click.exceptions.Abort):
+        except _click_exceptions():
             raise
         except ValidationError as exc:
             typer.echo(f"Error: {format_validation_error(exc)}", err=True)

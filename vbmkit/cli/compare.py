@@ -42,9 +42,9 @@ def app_command(
         raise ConfigError("compare: expected --covariates, --formula and --contrast together (or none of them)")
 
     glm = (GlmConfig(maps=map_kind, formula=formula, contrasts=contrasts, subsamples=subsamples, fraction=fraction,
-                     seed=seed, device=device) if all(design) else None)
+                     seed=seed, device=device.value) if all(design) else None)
     metrics = run_compare(ours, cat12=cat12, spm=spm, out=out, covariates=covariates, id_column=id_column,
-                          glm=glm, maps=map_kind, device=device, progress=not quiet)
+                          glm=glm, maps=map_kind, device=device.value, progress=not quiet)
     _print_summary(metrics, out)
 
 

@@ -34,14 +34,15 @@ def app_command(
     if not (quick or subsamples is not None or permutations is not None):
         from vbmkit.cli.run import demo_study
 
-        demo_study(out, n=subjects if subjects is not None else (30 if truth else 20), seed=seed, full=not truth)
+        demo_study(out, n=subjects if subjects is not None else (30 if truth else 20), seed=seed, full=not truth,
+                   device=device.value)
         return
     from vbmkit.workflows.demo.toy import run_demo
 
     res = run_demo(out, n_subjects=subjects if subjects is not None else 60,
                    subsamples=subsamples if subsamples is not None else 100,
                    permutations=permutations if permutations is not None else 100, seed=seed,
-                   device=device, progress=not quiet)
+                   device=device.value, progress=not quiet)
     fmt = ", ".join(f"{v:.1f}" for v in res.peak_found_mm)
     true = ", ".join(f"{v:.1f}" for v in res.peak_true_mm)
     typer.echo(f"toy cohort: {res.n_subjects} subjects -> {res.out / 'maps'}, {res.out / 'participants.tsv'}")

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from vbmkit.cli.common import DeviceOption, handle_errors
+from vbmkit.cli.common import DeviceOption, MissingOption, handle_errors
+
+
+class TailChoice(str, Enum):
+    """``--tail`` of the permutation FWE p of t contrasts."""
+
+    positive = "positive"
+    negative = "negative"
+    both = "both"
+
+
+class ConnectivityChoice(str, Enum):
+    """``--tfce-connectivity``: faces (6), faces and edges (18), or all neighbours (26)."""
+
+    six = "6"
+    eighteen = "18"
+    twenty_six = "26"
 
 
 def parse_contrast_options(items: list[str]) -> dict[str, str]:
@@ -47,11 +64,18 @@ def app_command(
     mask_threshold: Annotated[float | None, typer.Option("--mask-threshold", help="Threshold on the mean map when no --mask (default 0.1).")] = None,
     threshold: Annotated[float | None, typer.Option("--threshold", help="Statistic threshold for stability and clusters (default: p < 0.001 uncorrected).")] = None,
     stratify: Annotated[str | None, typer.Option("--stratify", help="Categorical column to stratify the subsamples by.")] = None,
-    missing: Annotated[str | None, typer.Option("--missing", help="error (default) or drop: images without a row, rows without an image or with missing values.")] = None,
+    missing: MissingOption = None,
     map_kind: Annotated[str | None, typer.Option("--map", help="Map kind to take from output folders: s6mwp1 (default), mwp1, s6mwp2, ...")] = None,
     standardize: Annotated[bool | None, typer.Option("--standardize/--no-standardize", help="Centre and scale continuous covariates (default on).", show_default=False)] = None,
     cluster_min_voxels: Annotated[int | None, typer.Option("--cluster-min-voxels", min=1, help="Smallest cluster listed (default 10).")] = None,
     memory_gb: Annotated[float | None, typer.Option("--memory-gb", help="Memory budget of the voxel chunks in GB.")] = None,
+    tfce: Annotated[bool | None, typer.Option("--tfce/--no-tfce", help="TFCE maps with FWE p (needs --permutations >= 2; default off).", show_default=False)] = None,
+    tfce_e: Annotated[float | None, typer.Option("--tfce-e", help="TFCE extent exponent E (default 0.5).")] = None,
+    tfce_h: Annotated[float | None, typer.Option("--tfce-h", help="TFCE height exponent H (default 2).")] = None,
+    tfce_connectivity: Annotated[ConnectivityChoice | None, typer.Option("--tfce-connectivity", help="TFCE neighbourhood: 6 (default, as FSL randomise and nilearn), 18 or 26.", show_default=False)] = None,
+    cluster_p: Annotated[float | None, typer.Option("--cluster-p", help="Cluster-forming uncorrected p for cluster extent/mass FWE p (needs --permutations; default 0.001 when the map-level engine runs).")] = None,
+    tail: Annotated[TailChoice | None, typer.Option("--tail", help="Tail of the FWE p of t contrasts: positive (default, as SPM), negative or both; F: positive.", show_default=False)] = None,
+    blocks: Annotated[str | None, typer.Option("--blocks", help="Covariate column of exchangeability blocks (permute within blocks; flip whole blocks for one-sample designs).")] = None,
     device: DeviceOption = "auto",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (with --study: default <study out>/glm).")] = None,
     study: Annotated[Path | None, typer.Option("--study", help="Study YAML: inputs.maps, inputs.covariates and the glm section; options given here override it.")] = None,
@@ -68,7 +92,10 @@ def app_command(
         "maps": map_kind, "formula": formula, "standardize": standardize, "subsamples": subsamples,
         "fraction": fraction, "stratify": stratify, "permutations": permutations, "seed": seed, "mask": mask,
         "mask_threshold": mask_threshold, "threshold": threshold, "cluster_min_voxels": cluster_min_voxels,
-        "memory_gb": memory_gb}.items() if v is not None}
+        "memory_gb": memory_gb, "tfce": tfce, "tfce_e": tfce_e, "tfce_h": tfce_h,
+        "tfce_connectivity": int(tfce_connectivity.value) if tfce_connectivity is not None else None,
+        "cluster_p": cluster_p, "tail": tail.value if tail is not None else None, "blocks": blocks,
+    }.items() if v is not None}
     if contrast:
         overrides["contrasts"] = parse_contrast_options(contrast)
     if study is not None:
@@ -79,7 +106,7 @@ def app_command(
             device = device if device != "auto" else candidate
         table = covariates if covariates is not None else table
         id_col = id_column if id_column is not None else id_col
-        missing_policy = missing if missing is not None else missing_policy
+        missing_policy = str(missing) if missing is not None else missing_policy
         out = out if out is not None else glm_out
     else:
         glm_out = None
@@ -96,7 +123,7 @@ def app_command(
         settings = GlmConfig.model_validate({**overrides, "device": device})
         items, table = list(images), covariates
         id_col = id_column if id_column is not None else "participant_id"
-        missing_policy = missing if missing is not None else "error"
+        missing_policy = str(missing) if missing is not None else "error"
     if missing_policy not in ("error", "drop"):
         raise ConfigError(f"--missing: expected 'error' or 'drop'; got {missing_policy!r}")
 
@@ -134,6 +161,9 @@ def _from_study(path: Path, *, images: list[str] | None):
 
 
 def _print_summary(summary: dict, out: Path) -> None:
+    if summary.get("up_to_date"):
+        typer.echo(f"up to date: {out} ({summary['n_subjects']} subjects, settings and inputs unchanged)")
+        return
     typer.echo(f"{summary['n_subjects']} subjects, {summary['n_voxels']} voxels, design columns "
                f"{summary['design_columns']} -> {out}")
     for name, c in summary["contrasts"].items():
@@ -143,4 +173,6 @@ def _print_summary(summary: dict, out: Path) -> None:
         typer.echo(f"  {name}: max {stat} = {c['max_statistic']:.2f} (df {df}), "
                    f"{c['n_voxels_q_fdr_below_0.05']} voxels q_FDR < 0.05"
                    + (f", {fwe} voxels p_FWE < 0.05" if fwe is not None else "")
-                   + f", {c['n_clusters']} clusters at {stat} > {c['threshold']:.2f}")
+                   + (f", {c['n_voxels_p_fwe_tfce_below_0.05']} voxels p_FWE(TFCE) < 0.05"
+                      if c.get("n_voxels_p_fwe_tfce_below_0.05") is not None else "")
+                   + f", {c['n_clusters']} clusters at {stat} > {c.get('cluster_threshold', c['threshold']):.2f}")

@@ -13,7 +13,7 @@ from vbmkit.cli.common import handle_errors
 @handle_errors
 def app_command(
     folder: Annotated[Path, typer.Argument(help="A BIDS dataset or a folder of T1 images.", show_default=False)],
-    output: Annotated[Path | None, typer.Option("--output", help="YAML to write (default FOLDER/study.yaml).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="YAML to write (default FOLDER/study.yaml).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing YAML.")] = False,
 ) -> None:
     """Detect T1 images and participants.tsv in FOLDER and write a commented study YAML."""

@@ -64,3 +64,6 @@ app.command("roi")(_roi)
 from vbmkit.cli.compare import app_command as _compare  # noqa: E402
 
 app.command("compare")(_compare)
+from vbmkit.cli.stack import app_command as _stack  # noqa: E402
+
+app.command("stack")(_stack)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from vbmkit.cli.common import DeviceOption, handle_errors
+from vbmkit.cli.common import DeviceOption, EngineOption, SkullStripOption, handle_errors
 
 
 @handle_errors
@@ -19,8 +19,8 @@ def app_command(
     fwhm: Annotated[list[float] | None, typer.Option("--fwhm", help="Smoothing FWHM in mm; repeat for several (default 6).")] = None,
     device: DeviceOption = "auto",
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Subjects in parallel (CPU processes; default 1).")] = None,
-    engine: Annotated[str | None, typer.Option("--engine", help="classic (default) or deepmriprep.")] = None,
-    skull_strip: Annotated[str | None, typer.Option("--skull-strip", help="auto (default), always or never.")] = None,
+    engine: EngineOption = None,
+    skull_strip: SkullStripOption = None,
     save_deformation: Annotated[bool | None, typer.Option("--save-deformation/--no-save-deformation",
                                                           help="Also write y_<name>.nii.gz.", show_default=False)] = None,
     study: Annotated[Path | None, typer.Option("--study", help="Study YAML: its preprocess section and inputs.t1 are the defaults.")] = None,
@@ -37,6 +37,7 @@ def app_command(
     from vbmkit.workflows.preprocess import run_preprocess
 
     base = PreprocessConfig()
+    device_name = device.value
     study_inputs: list[str] = []
     study_out = None
     if study is not None:
@@ -44,9 +45,10 @@ def app_command(
         base = cfg.preprocess if cfg.preprocess is not None else base
         study_inputs = list(cfg.inputs.t1)
         out = out if out is not None else study_out
-        device = device if device != "auto" else cfg.device
-    overrides = {k: v for k, v in {"fwhm": fwhm or None, "jobs": jobs, "engine": engine,
-                                   "skull_strip": skull_strip, "save_deformation": save_deformation}.items()
+        device_name = device_name if device != "auto" else cfg.device
+    overrides = {k: v for k, v in {"fwhm": fwhm or None, "jobs": jobs,
+                                   "engine": engine.value if engine is not None else None,
+                                   "skull_strip": skull_strip.value if skull_strip is not None else None, "save_deformation": save_deformation}.items()
                  if v is not None}
     settings = PreprocessConfig.model_validate({**base.model_dump(), **overrides})
     items = list(inputs) if inputs else study_inputs
@@ -58,9 +60,12 @@ def app_command(
         from vbmkit.io.ownership import owned_entry
 
         with owned_entry(study_out.parent, study_out.name, command="run"):
-            summary = run_preprocess(items, out, settings, device=device, progress=not quiet)
+            summary = run_preprocess(items, out, settings, device=device_name, progress=not quiet)
     else:
-        summary = run_preprocess(items, out, settings, device=device, progress=not quiet)
+        summary = run_preprocess(items, out, settings, device=device_name, progress=not quiet)
+    if summary.skipped and not summary.done and not summary.failed:  # every subject reused
+        typer.echo(f"up to date: {out} ({len(summary.skipped)} subjects already preprocessed)")
+        return
     typer.echo(f"{len(summary.done)} done, {len(summary.skipped)} skipped (already finished), "
                f"{len(summary.failed)} failed; volumes: {summary.volumes_csv}")
     if summary.failed:

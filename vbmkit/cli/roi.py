@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from vbmkit.cli.common import DeviceOption, handle_errors
+from vbmkit.cli.common import DeviceOption, MissingChoice, MissingOption, handle_errors
 
 
 def _contrasts(items: list[str] | None) -> dict[str, str]:
@@ -35,7 +35,7 @@ def app_command(
     id_column: Annotated[str, typer.Option("--id-column", help="Subject ID column of the covariates.")] = "participant_id",
     formula: Annotated[str | None, typer.Option("--formula", "-f", help="Right-hand side, e.g. 'age + C(sex) + TIV'.")] = None,
     contrast: Annotated[list[str] | None, typer.Option("--contrast", help="NAME=EXPR, repeatable (as vbmkit glm).")] = None,
-    missing: Annotated[str, typer.Option("--missing", help="error or drop: subjects without covariates and vice versa.")] = "error",
+    missing: MissingOption = MissingChoice.error,
     name: Annotated[str | None, typer.Option("--name", help="Prefix of the CAT12 group exports (default: the --out folder name).")] = None,
     native: Annotated[bool, typer.Option("--native", help="Measure in native space as CAT12 (needs p1/p2 and y_ beside each mwp1; "
                                                          "see docs/roi.md).")] = False,
@@ -52,8 +52,12 @@ def app_command(
         check_formula(formula)  # before the maps are read: the formula is parsed, never evaluated
     contrasts = _contrasts(contrast)
     summary = run_roi(images, out=out, atlas=atlas, covariates=covariates, id_column=id_column,
-                      formula=formula, contrasts=contrasts, missing=missing, native=native,
-                      name=name, device=device, batch_size=batch_size, progress=not quiet)
+                      formula=formula, contrasts=contrasts, missing=(missing if missing is not None else MissingChoice.error).value, native=native,
+                      name=name, device=device.value, batch_size=batch_size, progress=not quiet)
+    if summary.get("up_to_date"):  # nothing changed since the last run: the outputs are reused
+        typer.echo(f"up to date: {out} ({summary['subjects']} subjects x {summary['regions']} "
+                   f"{summary['atlas']} regions)")
+        return
     cov = summary["gm_fraction_in_atlas"]
     typer.echo(f"{summary['subjects']} subjects x {summary['regions']} {summary['atlas']} regions x "
                f"{'/'.join(summary['tissues'])} -> {out}")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from vbmkit.cli.common import handle_errors
+from vbmkit.cli.common import DeviceChoice, handle_errors
 
 
 @handle_errors
@@ -16,6 +16,9 @@ def app_command(
                                           show_default=False)],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: the YAML's "
                                              "`out`, else <yaml folder>/<name>_out).")] = None,
+    device: Annotated[DeviceChoice | None, typer.Option(
+        "--device", help="Where to compute: auto (CUDA when present), cpu or cuda; overrides the YAML's "
+        "device and glm.device.", show_default=False)] = None,
     check: Annotated[bool, typer.Option("--check", help="Only validate the YAML; run nothing.")] = False,
 ) -> None:
     """Run a whole VBM study: preprocess, QC, GLM, ROI, compare and report.html.
@@ -26,7 +29,7 @@ def app_command(
     if check:
         from vbmkit.workflows.study.plan import load_study
 
-        plan = load_study(study, out=out)
+        plan = load_study(study, out=out, device=device.value if device is not None else None)
         stages = ["preprocess" if plan.preprocess is not None else None, "qc",
                   "glm" if plan.glm is not None else None, "roi" if plan.config.roi is not None else None,
                   "compare" if plan.config.compare is not None else None, "report"]
@@ -35,18 +38,19 @@ def app_command(
         return
     from vbmkit.workflows.study import run_study
 
-    provenance = run_study(study, out=out, progress=typer.echo)
+    provenance = run_study(study, out=out, device=device.value if device is not None else None,
+                           progress=typer.echo)
     typer.echo(f"report: {Path(provenance['out']) / 'report.html'}")
 
 
-def demo_study(out: Path, *, n: int = 30, seed: int = 0, full: bool = False) -> None:
+def demo_study(out: Path, *, n: int = 30, seed: int = 0, full: bool = False, device: str | None = None) -> None:
     """The whole-study ``vbmkit demo``: simulate, run examples/demo.yaml, print what was found.
 
     Called by :mod:`vbmkit.cli.demo` (which keeps the toy maps path as ``--quick``).
     """
     from vbmkit.workflows.demo.study import run_study_demo
 
-    res = run_study_demo(out, n=n, seed=seed, full=full, progress=typer.echo)
+    res = run_study_demo(out, n=n, seed=seed, full=full, device=device, progress=typer.echo)
     source = "preprocessed simulated T1 images" if res.full else \
         "the simulated tissue maps (cohort/truth; no preprocessing)"
     typer.echo(f"cohort: {res.n_subjects} subjects in {res.out / 'cohort'}; the study analysed {source}")

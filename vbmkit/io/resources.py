@@ -1,19 +1,88 @@
 """Packaged resources: CAT12 templates and atlases (deepmriprep wheel), deepbet weights,
-and the atlases shipped in this repository's ``atlases/`` folder.
+the atlases shipped with vbmkit (``vbmkit._atlases``: the repository's ``atlases/`` folder) and
+the example study YAMLs (``vbmkit._examples``: the repository's ``examples/`` folder).
 
 Nothing is downloaded: a missing file raises :class:`ResourceError` saying which package to
-install. Locations are found without importing the packages (their imports are heavy).
+install. Locations are found without importing the heavy packages (deepmriprep, deepbet);
+:func:`describe_resource` names a file by package and version for provenance records, never by
+the absolute path of an installation or checkout.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import importlib.util
+from importlib import metadata
 from pathlib import Path
 
 from vbmkit.errors import ResourceError
 
-REPO_ATLAS_DIR = Path(__file__).resolve().parents[2] / "atlases"
-PACKAGE_ATLAS_DIR = Path(__file__).resolve().parents[1] / "data" / "atlases"
+#: The repository's top folder, used only when ``vbmkit._atlases`` / ``vbmkit._examples`` cannot
+#: be imported (an editable install made before they were mapped; reinstall with ``pip install -e .``).
+_CHECKOUT = Path(__file__).resolve().parents[2]
+#: package -> (folder of a checkout it maps, name of the folder in the wheel)
+_SHIPPED = {"vbmkit._atlases": "atlases", "vbmkit._examples": "examples"}
+
+
+def _shipped_dir(package: str) -> Path:
+    """Folder of a data package shipped in the vbmkit wheel (``vbmkit._atlases``, ``vbmkit._examples``)."""
+    try:
+        root = importlib.resources.files(package)
+    except ModuleNotFoundError:
+        root = None
+    if isinstance(root, Path) and root.is_dir():
+        return root
+    fallback = _CHECKOUT / _SHIPPED[package]
+    if fallback.is_dir():
+        return fallback
+    raise ResourceError(f"package {package!r}: expected it inside the vbmkit installation; it is missing "
+                        "(reinstall vbmkit: pip install .)")
+
+
+def atlas_dir() -> Path:
+    """Folder of the atlases shipped with vbmkit (one sub-folder per atlas)."""
+    return _shipped_dir("vbmkit._atlases")
+
+
+def example_yaml(name: str) -> Path:
+    """An example study YAML shipped with vbmkit (``demo``, ``glm_example``, ``ds002748``)."""
+    path = _shipped_dir("vbmkit._examples") / f"{name}.yaml"
+    if not path.is_file():
+        raise ResourceError(f"example {name!r}: expected {path} (shipped with vbmkit); it is missing "
+                            "(reinstall vbmkit)")
+    return path
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "(version unknown)"
+
+
+def describe_resource(path: str | Path) -> str:
+    """Name a resource file by the package that ships it and its version.
+
+    ``vbmkit 0.1.0 (vbmkit/_atlases/lpba40/lpba40.nii.gz)`` or
+    ``deepmriprep 0.3.0 (deepmriprep/data/templates/Template_4_GS.nii.gz)``; a file that no
+    package ships (a user's own atlas) is named by its path.
+    """
+    p = Path(path).resolve()
+    owners: list[tuple[str, str, Path]] = []
+    for package in _SHIPPED:
+        try:
+            owners.append(("vbmkit", package.replace(".", "/"), _shipped_dir(package).resolve()))
+        except ResourceError:
+            pass
+    for dist in ("deepmriprep", "deepbet"):
+        try:
+            owners.append((dist, dist, _package_dir(dist).resolve()))
+        except ResourceError:
+            pass
+    for dist, name, root in owners:
+        if p.is_relative_to(root):
+            return f"{dist} {_version(dist)} ({name}/{p.relative_to(root).as_posix()})"
+    return str(path)
 
 
 def _package_dir(name: str) -> Path:
@@ -53,7 +122,7 @@ def deepbet_weights() -> tuple[Path, Path]:
 def atlas_paths(name: str) -> tuple[Path, Path]:
     """(image, label table) of an atlas by name.
 
-    Looks in this repository's ``atlases/<name>/`` first (``<name>.nii.gz`` and
+    Looks in the atlases shipped with vbmkit first (``vbmkit/_atlases/<name>/<name>.nii.gz`` and
     ``<name>_labels.csv``), then in the deepmriprep wheel (``<name>.nii.gz``, ``<name>.csv``).
     An existing path to a NIfTI file is also accepted, with its table beside it
     (``<stem>.csv`` or ``<stem>_labels.csv``).
@@ -64,8 +133,11 @@ def atlas_paths(name: str) -> tuple[Path, Path]:
         stem = p.name.split(".")[0]
         candidates += [(p, p.with_name(f"{stem}_labels.csv")), (p, p.with_name(f"{stem}.csv"))]
     else:
-        for base in (REPO_ATLAS_DIR / name, PACKAGE_ATLAS_DIR / name):
+        try:
+            base = atlas_dir() / name
             candidates.append((base / f"{name}.nii.gz", base / f"{name}_labels.csv"))
+        except ResourceError:
+            pass
         try:
             tdir = deepmriprep_template_dir()
             candidates.append((tdir / f"{name}.nii.gz", tdir / f"{name}.csv"))

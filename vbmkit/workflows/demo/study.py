@@ -25,17 +25,16 @@ import numpy as np
 import torch
 import yaml
 
-from vbmkit.errors import ResourceError
 from vbmkit.io.atlas import load_atlas, region_at_mm
 from vbmkit.io.atomic import write_json, write_text
 from vbmkit.io.nifti import load_volume
 from vbmkit.io.ownership import claim
+from vbmkit.io.resources import example_yaml
 from vbmkit.preprocess.smooth import smooth_fwhm
 from vbmkit.stats.agreement import pearson_r
 from vbmkit.workflows.simulate.run import simulate_cohort
 from vbmkit.workflows.study.run import run_study
 
-DEMO_YAML = Path(__file__).resolve().parents[3] / "examples" / "demo.yaml"  # vbmkit/workflows/demo/ -> root
 #: Contrast of the demo YAML -> the planted effect it should find.
 PLANTED = {"age_decline": "age", "patients_lower": "group"}
 #: Preprocessing of the simulated T1 images: the fast profile (1.5 mm segmentation grid, one
@@ -63,10 +62,7 @@ class DemoResult:
 
 def demo_yaml_text(*, full: bool) -> str:
     """The study YAML of the demo (``examples/demo.yaml``; for ``full``, T1 inputs + preprocess)."""
-    if not DEMO_YAML.is_file():
-        raise ResourceError(f"demo study: expected {DEMO_YAML} (the examples/ folder of a vbmkit checkout); "
-                            "it is missing")
-    text = DEMO_YAML.read_text(encoding="utf-8")
+    text = example_yaml("demo").read_text(encoding="utf-8")  # shipped as vbmkit/_examples/demo.yaml
     if not full:
         return text
     data = yaml.safe_load(text)
@@ -78,7 +74,7 @@ def demo_yaml_text(*, full: bool) -> str:
 
 
 def run_study_demo(out: str | os.PathLike, *, n: int = 30, seed: int = 0, full: bool = False,
-                   progress: Callable[[str], None] | None = None) -> DemoResult:
+                   device: str | None = None, progress: Callable[[str], None] | None = None) -> DemoResult:
     """Simulate ``n`` subjects into ``out/cohort`` and run the demo study into ``out/study``.
 
     Parameters
@@ -91,6 +87,8 @@ def run_study_demo(out: str | os.PathLike, *, n: int = 30, seed: int = 0, full: 
         Seed of the cohort (the study's subsample seed is in the YAML).
     full : bool
         Simulate T1 images and preprocess them instead of analysing the true tissue maps.
+    device : str, optional
+        ``auto``, ``cpu`` or ``cuda`` for every stage (default: the YAML's, ``auto``).
     progress : callable, optional
         Gets one line per step.
     """
@@ -102,7 +100,7 @@ def run_study_demo(out: str | os.PathLike, *, n: int = 30, seed: int = 0, full: 
         owned.register("cohort/", "demo.yaml", "study/")
         simulate_cohort(out / "cohort", n=n, seed=seed, images=full, compress=False)
         yaml_path = write_text(out / "demo.yaml", demo_yaml_text(full=full))
-        provenance = run_study(yaml_path, progress=say)
+        provenance = run_study(yaml_path, device=device, progress=say)
         owned.finish()
     study = Path(provenance["out"])
     result = DemoResult(out=out, study=study, n_subjects=n, seconds=0.0, full=full)

@@ -27,7 +27,8 @@ from vbmkit.errors import ConfigError
 from vbmkit.formula.design import Design
 from vbmkit.io.nifti import load_grid
 from vbmkit.stats import chunking
-from vbmkit.stats.memory import format_bytes, glm_memory
+from vbmkit.stats.memory import format_bytes, glm_memory, map_permutation_parts
+from vbmkit.workflows.glm.outputs import uses_map_engine
 
 #: Most subsample draws a run may ask for.
 MAX_SUBSAMPLES = 100_000
@@ -97,9 +98,26 @@ def check_glm_resources(design: Design, contrasts: Sequence, settings: GlmConfig
             raise ConfigError(f"--memory-gb {given if given is not None else 'default'}: a voxel block on {dev} "
                               f"needs about {format_bytes(block)}; {format_bytes(free_dev)} free there; "
                               f"lower --memory-gb or {lower}")
+    if uses_map_engine(settings, contrasts, design.X, design.columns):
+        _check_map_engine(n, p, ranks, mem.n_permutations, n_voxels, free=free, budget=budget, given=given,
+                          requested=requested)
     if k > MAX_SUBSAMPLES:
         raise ConfigError(f"--subsamples {k}: expected at most {MAX_SUBSAMPLES:,} draws (the median t is stable "
                           f"long before; the paper uses 100)")
     if mem.n_permutations > MAX_PERMUTATIONS:
         raise ConfigError(f"--permutations {requested}: expected at most {MAX_PERMUTATIONS:,} (p_FWE to 1e-6); "
                           f"lower --permutations")
+
+
+def _check_map_engine(n: int, p: int, ranks: Sequence[int], j: int, n_voxels: int, *, free: int | None, budget: int,
+                      given: float | None, requested: int) -> None:
+    """The whole-map engine (TFCE, cluster FWE): its host peak, outputs and one permutation per block."""
+    host, fixed, per_permutation, outputs = map_permutation_parts(n, p, ranks, j, n_voxels, n_voxels)
+    if free is not None and host + outputs > free:
+        raise ConfigError(f"--permutations {requested}: needs about {format_bytes(host + outputs)} for the "
+                          f"whole-map permutations (TFCE, clusters); {format_bytes(free)} available; "
+                          f"lower --permutations")
+    if budget < fixed + per_permutation:
+        raise ConfigError(f"--memory-gb {given if given is not None else 'default'}: expected at least "
+                          f"{format_bytes(fixed + per_permutation)} for one whole-map permutation block (TFCE, "
+                          f"clusters); raise --memory-gb")

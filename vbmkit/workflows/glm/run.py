@@ -61,6 +61,20 @@ def _draw(design: Design, settings: GlmConfig) -> torch.Tensor | None:
                            seed=settings.seed, min_subjects=p + 2)
 
 
+def _blocks(design: Design, settings: GlmConfig):
+    """Exchangeability block codes (N,) from the ``blocks`` column, checked before any image is read."""
+    if settings.blocks is None:
+        return None
+    if settings.blocks not in design.table.columns:
+        raise CovariateError(f"blocks: expected a column {settings.blocks!r} in the covariate table; "
+                             f"its columns are {list(map(str, design.table.columns))}")
+    values = design.table[settings.blocks]
+    if values.isna().any():
+        raise CovariateError(f"blocks: column {settings.blocks!r} has missing values; expected a block label for "
+                             f"every subject")
+    return pd.factorize(values.astype(str))[0]
+
+
 def run_glm(images: Sequence[str | os.PathLike], covariates: str | os.PathLike | pd.DataFrame, *,
             id_column: str, settings: GlmConfig, out: str | os.PathLike, missing: str = "error",
             device: str = "auto", progress: bool = True) -> dict:
@@ -115,6 +129,7 @@ def run_glm(images: Sequence[str | os.PathLike], covariates: str | os.PathLike |
         tiv_correlations(design, contrasts)
         check_glm_resources(design, contrasts, settings, paths, device=device)  # before any allocation
         weights = _draw(design, settings)
+        blocks = _blocks(design, settings)
         dev = resolve_device(device if device != "auto" else settings.device)
         grid = check_grids(paths)
         mask = load_mask(Path(settings.mask), grid, reference=paths[0]) if settings.mask is not None else None
@@ -130,7 +145,7 @@ def run_glm(images: Sequence[str | os.PathLike], covariates: str | os.PathLike |
         with warnings.catch_warnings(record=True) as late:
             warnings.simplefilter("always")
             summary = compute_and_write(paths, design, contrasts, settings, weights, mask=mask, dev=dev, tmp=tmp,
-                                        progress=progress, id_column=id_column)
+                                        progress=progress, id_column=id_column, blocks=blocks)
         for w in late:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         summary.update({"dropped": dropped, "warnings": messages + [str(w.message) for w in late],

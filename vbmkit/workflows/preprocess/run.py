@@ -165,7 +165,7 @@ def _preprocess_all(subjects: list[T1Input], out: Path, settings: PreprocessConf
         else:
             todo.append(t1)
 
-    bar = progress_bar(len(subjects), initial=len(summary.skipped), description="preprocess", unit="subject",
+    bar = progress_bar(len(subjects), initial=len(summary.skipped), description="preprocess", unit="subjects",
                        enabled=progress is True)
     notify = progress if callable(progress) else None
 
@@ -176,8 +176,8 @@ def _preprocess_all(subjects: list[T1Input], out: Path, settings: PreprocessConf
         else:
             summary.failed[t1.name] = payload
         if bar is not None:
+            bar.set_postfix_str(f"{t1.name}: {status}", refresh=False)  # shown by the update
             bar.update(1)
-            bar.set_postfix_str(f"{t1.name}: {status}", refresh=True)
         if notify is not None:
             notify(f"{t1.name}: {status}")
 

@@ -109,7 +109,7 @@ def template_volumes(subjects: Sequence[SubjectMaps], tissues: Sequence[str], at
     means: dict = {}
     t_read = t_compute = 0.0
     with ProgressStages(enabled=progress) as stages, ThreadPoolExecutor(max_workers=2) as pool:
-        tick = stages.callback("ROI volumes")
+        tick = stages.callback("ROI volumes", unit="subjects")
         for start in range(0, n, batch_size):
             batch = subjects[start:start + batch_size]
             tr = time.perf_counter()

@@ -65,7 +65,7 @@ def native_volumes(subjects: Sequence, tissues: Sequence[str], atl: Atlas, *, de
     atlases: dict[tuple, torch.Tensor] = {}
     t_read = t_compute = 0.0
     with ProgressStages(enabled=progress) as stages:
-        tick = stages.callback("native ROI volumes")
+        tick = stages.callback("native ROI volumes", unit="subjects")
         for k, (maps, y_path) in enumerate(inputs):
             tr = time.perf_counter()
             field_mm, ygrid = load_deformation(y_path)

@@ -172,7 +172,8 @@ def _schema_error(y: StudyYaml, exc: Any) -> ConfigError:
                        + "; ".join(p.split(': ', 1)[1] for p in parts[1:]) + ")")
 
 
-def load_study(config_path: str | Path, *, out: str | Path | None = None) -> StudyPlan:
+def load_study(config_path: str | Path, *, out: str | Path | None = None,
+               device: str | None = None) -> StudyPlan:
     """Read and validate a study YAML; raise :class:`ConfigError` on the first problem.
 
     Parameters
@@ -181,6 +182,9 @@ def load_study(config_path: str | Path, *, out: str | Path | None = None) -> Stu
         The study YAML.
     out : path, optional
         Output folder overriding the YAML's ``out`` (relative to the current folder).
+    device : str, optional
+        ``auto``, ``cpu`` or ``cuda[:N]`` overriding the YAML's ``device`` and ``glm.device``
+        (``vbmkit run --device``).
 
     Returns
     -------
@@ -192,6 +196,9 @@ def load_study(config_path: str | Path, *, out: str | Path | None = None) -> Stu
         cfg = StudyConfig.model_validate(y.data)
     except ValidationError as exc:
         raise _schema_error(y, exc) from None
+    if device is not None:  # the command line beats the YAML
+        glm = cfg.glm.model_copy(update={"device": str(device)}) if cfg.glm is not None else None
+        cfg = cfg.model_copy(update={"device": str(device), "glm": glm})
 
     with _at(y, ("device",)):
         device = str(resolve_device(cfg.device))

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from vbmkit.errors import ResourceError
-from vbmkit.io.resources import atlas_paths, template_path
+from vbmkit.io.resources import atlas_paths, describe_resource, template_path
 
 PACKAGES = ("vbmkit", "torch", "numpy", "scipy", "nibabel", "pandas", "statsmodels", "formulaic",
             "nilearn", "matplotlib", "pydantic", "pyyaml", "deepbet", "deepmriprep", "torchreg")
@@ -49,19 +49,25 @@ def sha256_file(path: str) -> str:
 
 
 def resource_checksums(atlas: str | None) -> dict[str, dict[str, str]]:
-    """Path and sha256 of Template_4_GS, Template_05mm_bet and the atlas image and table."""
+    """Source and sha256 of Template_4_GS, Template_05mm_bet and the atlas image and table.
+
+    A source names the package and version that ship the file (``deepmriprep 0.3.0
+    (deepmriprep/data/templates/Template_4_GS.nii.gz)``, ``vbmkit 0.1.0
+    (vbmkit/_atlases/lpba40/lpba40.nii.gz)``), not where it happens to be installed.
+    """
     out: dict[str, dict[str, str]] = {}
     for name in ("Template_4_GS", "Template_05mm_bet"):
         try:
             p = template_path(name)
-            out[name] = {"path": str(p), "sha256": sha256_file(str(p))}
+            out[name] = {"source": describe_resource(p), "sha256": sha256_file(str(p))}
         except ResourceError as exc:
             out[name] = {"error": str(exc)}
     name = atlas if atlas is not None else "lpba40"
     try:
         image, table = atlas_paths(name)
-        out[f"atlas:{name}"] = {"path": str(image), "sha256": sha256_file(str(image)),
-                                "table": str(table), "table_sha256": sha256_file(str(table))}
+        out[f"atlas:{name}"] = {"atlas": name, "source": describe_resource(image),
+                                "sha256": sha256_file(str(image)), "table": describe_resource(table),
+                                "table_sha256": sha256_file(str(table))}
     except ResourceError as exc:
         out[f"atlas:{name}"] = {"error": str(exc)}
     return out

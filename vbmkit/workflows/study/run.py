@@ -39,7 +39,7 @@ from vbmkit.workflows.study.state import StudyState
 
 
 def run_study(config_path: str | os.PathLike, *, out: str | os.PathLike | None = None,
-              progress: Callable[[str], None] | None = None) -> dict:
+              device: str | None = None, progress: Callable[[str], None] | None = None) -> dict:
     """Validate a study YAML, then run every configured stage into the output folder.
 
     Parameters
@@ -48,6 +48,8 @@ def run_study(config_path: str | os.PathLike, *, out: str | os.PathLike | None =
         The study YAML.
     out : path, optional
         Output folder overriding the YAML's ``out``.
+    device : str, optional
+        Device overriding the YAML's ``device`` and ``glm.device``.
     progress : callable, optional
         Called with one line per stage event (the CLI prints them).
 
@@ -62,7 +64,7 @@ def run_study(config_path: str | os.PathLike, *, out: str | os.PathLike | None =
         From validation, before the output folder exists.
     """
     say = progress if progress is not None else (lambda _msg: None)
-    plan = load_study(config_path, out=out)
+    plan = load_study(config_path, out=out, device=device)
     with claim(plan.out, command="run") as owned:
         owned.register("preprocess/", "glm/", "roi/", "compare/", "covariates.tsv", "provenance.json",
                        "report.html", "report.png", f"{REPORT_FILES}/")

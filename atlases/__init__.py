@@ -1,0 +1,1 @@
+"""Atlases shipped with vbmkit as package data (``vbmkit._atlases`` in the wheel; see pyproject.toml)."""

@@ -1,0 +1,192 @@
+"""The subject x voxel store: N maps under a mask as one chunked on-disk array (zarr).
+
+A GLM of 40,000 subjects x 500,000 voxels (80 GB in float32) does not fit in memory; from the
+store it is read one voxel block at a time. Layout of a store folder (a zarr v3 group)::
+
+    data    (N, V) float32 (or float16), chunks (subject_chunk, voxel_chunk): row n = subject n,
+            column v = the v-th voxel of ``mask`` in C order of the RAS grid (as ``load_maps``)
+    mask    (X, Y, Z) uint8, the RAS mask on the maps' grid
+    attrs   subjects (IDs), sources (paths), sha256 (of each source file), affine (RAS, 4 x 4),
+            stored_affine (as in the first file), shape, mask_rule, dtype, vbmkit_version
+
+Writing reads every map twice (the mean-map mask, then the values), buffering
+``subject_chunk`` rows at a time so that each chunk is written once. NaN voxels ("no data",
+as SPM writes them) fail the mask rule; they never enter the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vbmkit import __version__
+from vbmkit.errors import ConfigError, ImageError
+from vbmkit.io.maps import check_grids
+from vbmkit.io.nifti import load_grid, load_map
+from vbmkit.io.ownership import claim
+from vbmkit.space import Grid
+
+DTYPES = {"float32": np.float32, "float16": np.float16}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _values(path: Path) -> np.ndarray:
+    return load_map(path, warn=False).data.numpy().reshape(-1)
+
+
+def write_store(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, subjects: Sequence[str] | None = None,
+                mask: np.ndarray | None = None, mask_threshold: float = 0.1, dtype: str = "float32",
+                subject_chunk: int = 64, voxel_chunk: int = 65536,
+                progress: Callable[[int, int], None] | None = None) -> Path:
+    """Write N maps as a subject x voxel store in the folder ``out`` (claimed as ``vbmkit stack``).
+
+    Parameters
+    ----------
+    paths : sequence of path
+        3-D maps on one grid (checked from the headers first).
+    subjects : sequence of str, optional
+        One ID per map (default: the file names without the image suffix).
+    mask : (X, Y, Z) bool ndarray, optional
+        RAS mask; default: mean map > ``mask_threshold`` with every map finite there.
+    dtype : {"float32", "float16"}
+        Storage type (float16 halves the size; values keep about 3 significant digits).
+    subject_chunk, voxel_chunk : int
+        Chunk shape; ``subject_chunk`` rows are buffered in memory while writing
+        (``subject_chunk x V x 4`` bytes).
+    progress : callable(done, total), optional
+
+    Returns
+    -------
+    Path
+        ``out``.
+    """
+    import zarr  # heavy: only when a store is written or read
+
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ImageError("stack: expected at least one map; got none")
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype: expected one of {sorted(DTYPES)}; got {dtype!r}")
+    if subject_chunk < 1 or voxel_chunk < 1:
+        raise ConfigError(f"chunks: expected positive sizes; got {subject_chunk} x {voxel_chunk}")
+    ids = [str(s) for s in subjects] if subjects is not None else [p.name.split(".")[0] for p in paths]
+    if len(ids) != len(paths) or len(set(ids)) != len(ids):
+        raise ConfigError(f"subjects: expected {len(paths)} distinct IDs, one per map; got {len(set(ids))} distinct")
+    grid = check_grids(paths)
+    n, total = len(paths), 2 * len(paths)
+    step = 0
+
+    def tick() -> None:
+        nonlocal step
+        step += 1
+        if progress is not None:
+            progress(step, total)
+
+    if mask is None:
+        mean = np.zeros(grid.n_voxels, dtype=np.float64)
+        finite = np.ones(grid.n_voxels, dtype=bool)
+        for p in paths:
+            v = _values(p)
+            finite &= np.isfinite(v)
+            mean += np.nan_to_num(v)
+            tick()
+        flat = finite & (mean / n > mask_threshold)
+        rule = f"mean > {mask_threshold} and finite in every map"
+    else:
+        flat = np.asarray(mask, dtype=bool).reshape(-1)
+        if flat.size != grid.n_voxels:
+            raise ImageError(f"mask: expected {grid.shape} voxels; got {np.shape(mask)}")
+        rule = "given mask"
+        step = n
+    v = int(flat.sum())
+    if v == 0:
+        raise ImageError(f"mask: expected voxels where the mean of {n} maps exceeds {mask_threshold}; none does")
+    with claim(out, command="stack") as owned:
+        owned.start()
+        owned.register("zarr.json", "data/", "mask/")
+        root = zarr.open_group(str(owned.path), mode="w")
+        data = root.create_array("data", shape=(n, v), dtype=DTYPES[dtype],
+                                 chunks=(min(subject_chunk, n), min(voxel_chunk, v)), fill_value=0)
+        root.create_array("mask", data=flat.reshape(grid.shape).astype(np.uint8), chunks=grid.shape)
+        sums = []
+        for start in range(0, n, subject_chunk):
+            block = np.empty((min(subject_chunk, n - start), v), dtype=np.float32)
+            for k, p in enumerate(paths[start:start + block.shape[0]]):
+                values = _values(p)[flat]
+                if not np.isfinite(values).all():
+                    raise ImageError(f"{p}: expected finite values inside the mask; "
+                                     f"{int((~np.isfinite(values)).sum())} NaN/Inf voxels there")
+                block[k] = values
+                sums.append(_sha256(p))
+                tick()
+            data[start:start + block.shape[0]] = block.astype(DTYPES[dtype])
+        root.attrs.update({"subjects": ids, "sources": [str(p.resolve()) for p in paths], "sha256": sums,
+                           "affine": grid.affine.tolist(), "shape": list(grid.shape),
+                           "stored_affine": load_grid(paths[0], canonical=False).affine.tolist(),
+                           "mask_rule": rule, "dtype": dtype, "vbmkit_version": __version__})
+        owned.finish()
+    return Path(out)
+
+
+@dataclass(frozen=True, eq=False)
+class Store:
+    """An opened store. ``block(a, b)`` reads voxels a..b of every subject as (N, b - a) float32."""
+
+    path: Path
+    subjects: list[str]
+    sources: list[str]
+    sha256: list[str]
+    grid: Grid
+    stored_affine: np.ndarray
+    mask: np.ndarray
+    _data: object
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(N subjects, V voxels)."""
+        return tuple(self._data.shape)  # type: ignore[attr-defined]
+
+    @property
+    def voxel_chunk(self) -> int:
+        return int(self._data.chunks[1])  # type: ignore[attr-defined]
+
+    def block(self, start: int, stop: int) -> np.ndarray:
+        """(N, stop - start) float32 values of voxels ``start:stop``."""
+        return np.asarray(self._data[:, start:stop], dtype=np.float32)  # type: ignore[index]
+
+
+def open_store(path: str | os.PathLike) -> Store:
+    """Open a store written by :func:`write_store`.
+
+    Raises
+    ------
+    ImageError
+        The folder is not a vbmkit store (missing arrays or metadata).
+    """
+    import zarr
+
+    p = Path(path)
+    try:
+        root = zarr.open_group(str(p), mode="r")
+        data, mask = root["data"], np.asarray(root["mask"][...], dtype=bool)
+        attrs = dict(root.attrs)
+        grid = Grid(tuple(attrs["shape"]), np.asarray(attrs["affine"], dtype=np.float64))
+    except (KeyError, FileNotFoundError, ValueError, TypeError) as exc:
+        raise ImageError(f"store {p}: expected a vbmkit store (`vbmkit stack`); {type(exc).__name__}: {exc}") from None
+    if int(mask.sum()) != data.shape[1]:
+        raise ImageError(f"store {p}: the mask has {int(mask.sum())} voxels but the data {data.shape[1]} columns")
+    return Store(path=p, subjects=list(attrs["subjects"]), sources=list(attrs["sources"]),
+                 sha256=list(attrs["sha256"]), grid=grid, stored_affine=np.asarray(attrs["stored_affine"]),
+                 mask=mask, _data=data)
