@@ -208,8 +208,11 @@ def render_compare_report(metrics: Mapping[str, Any], *, paired: pd.DataFrame | 
     paired = paired if paired is not None else pd.DataFrame(columns=["subject", "region", "tissue", "ours_ml",
                                                                      "reference_ml"])
     overview = [
-        html_paragraph(f"vbmkit outputs {metrics.get('ours')} compared with {ref} outputs "
-                       f"{metrics['reference']['path']}: {len(metrics.get('matched', []))} subjects matched by name."),
+        # folder names only: a report (and its screenshot) must not carry machine paths;
+        # metrics.json keeps the full paths
+        html_paragraph(f"vbmkit outputs '{_folder(metrics.get('ours'))}' compared with {ref} outputs "
+                       f"'{_folder(metrics['reference']['path'])}': {len(metrics.get('matched', []))} "
+                       "subjects matched by name."),
         html_paragraph("Unmatched (vbmkit only): " + (", ".join(metrics["unmatched"]["ours_only"]) or "none")
                        + "; (reference only): " + (", ".join(metrics["unmatched"]["reference_only"]) or "none")),
     ]
@@ -258,3 +261,8 @@ def write_compare_report(path: str | os.PathLike, metrics: Mapping[str, Any], *,
         [{name, dice_gm, label, ours: [3 slices], reference: [3 slices]}] of the worst subjects.
     """
     return write_text(path, render_compare_report(metrics, paired=paired, tmaps=tmaps, worst=worst))
+
+
+def _folder(path: object) -> str:
+    """The last folder of a path (``.../data/cat12`` -> ``cat12``); html_paragraph escapes it."""
+    return Path(str(path)).name if path else "?"
