@@ -4,6 +4,7 @@ optional deformation field, all written atomically."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -82,3 +83,12 @@ def save_deformation(path: str | os.PathLike, field_mm: torch.Tensor | np.ndarra
     with atomic_path(path) as tmp:
         nib.save(img, str(tmp))
     return Path(path)
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

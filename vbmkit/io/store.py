@@ -16,7 +16,7 @@ as SPM writes them) fail the mask rule; they never enter the store.
 
 from __future__ import annotations
 
-import hashlib
+import itertools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,17 +29,10 @@ from vbmkit.errors import ConfigError, ImageError
 from vbmkit.io.maps import check_grids
 from vbmkit.io.nifti import load_grid, load_map
 from vbmkit.io.ownership import claim
+from vbmkit.io.records import sha256
 from vbmkit.space import Grid
 
 DTYPES = {"float32": np.float32, "float16": np.float16}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _values(path: Path) -> np.ndarray:
@@ -86,13 +79,11 @@ def write_store(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, s
         raise ConfigError(f"subjects: expected {len(paths)} distinct IDs, one per map; got {len(set(ids))} distinct")
     grid = check_grids(paths)
     n, total = len(paths), 2 * len(paths)
-    step = 0
+    done = itertools.count(1)
 
     def tick() -> None:
-        nonlocal step
-        step += 1
         if progress is not None:
-            progress(step, total)
+            progress(next(done), total)
 
     if mask is None:
         mean = np.zeros(grid.n_voxels, dtype=np.float64)
@@ -109,7 +100,8 @@ def write_store(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, s
         if flat.size != grid.n_voxels:
             raise ImageError(f"mask: expected {grid.shape} voxels; got {np.shape(mask)}")
         rule = "given mask"
-        step = n
+        for _ in range(n):
+            next(done)
     v = int(flat.sum())
     if v == 0:
         raise ImageError(f"mask: expected voxels where the mean of {n} maps exceeds {mask_threshold}; none does")
@@ -129,7 +121,7 @@ def write_store(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, s
                     raise ImageError(f"{p}: expected finite values inside the mask; "
                                      f"{int((~np.isfinite(values)).sum())} NaN/Inf voxels there")
                 block[k] = values
-                sums.append(_sha256(p))
+                sums.append(sha256(p))
                 tick()
             data[start:start + block.shape[0]] = block.astype(DTYPES[dtype])
         root.attrs.update({"subjects": ids, "sources": [str(p.resolve()) for p in paths], "sha256": sums,

@@ -25,7 +25,7 @@ from vbmkit.stats.exchange import check_blocks, draw_transforms
 from vbmkit.stats.glm import _check_inputs, _default_columns
 from vbmkit.stats.inference import p_to_f, p_to_t
 from vbmkit.stats.memory import map_permutation_parts
-from vbmkit.stats.permutation import _orth, _Plan, _plan
+from vbmkit.stats.permutation import _orth, _Plan, _plan, transformed_statistic
 from vbmkit.stats.tfce import E_DEFAULT, H_DEFAULT, TAILS, TFCE_CONNECTIVITY, _tfce_positive
 
 #: Largest block of permutations computed at once.
@@ -150,21 +150,8 @@ def transform_rows(plan: _Plan, perms: torch.Tensor, signs: torch.Tensor) -> tor
 def _batch_stats(plan: _Plan, rows: torch.Tensor, yc: torch.Tensor, resid_ss: torch.Tensor, df2: float
                  ) -> torch.Tensor:
     """t or F of a block of transforms over all voxels: (J, V) float32 (as ``freedman_lane``)."""
-    pz = plan.qz.shape[1]
     zj = (rows @ yc).view(-1, plan.m.shape[1], yc.shape[1])
-    tested = zj[:, pz].square()
-    for j in range(pz + 1, zj.shape[1]):
-        tested.addcmul_(zj[:, j], zj[:, j])
-    ss = tested.clone()
-    for j in range(pz):
-        ss.addcmul_(zj[:, j], zj[:, j])
-    sigma2 = ss.neg_().add_(resid_ss).clamp_min_(0.0).div_(df2)
-    positive = sigma2 > 0
-    if plan.kind == "t":
-        stat = zj[:, pz] * torch.where(positive, sigma2, 1.0).rsqrt_()
-    else:
-        stat = tested.div_(torch.where(positive, sigma2, 1.0)).div_(plan.q)
-    return torch.where(positive, stat, 0.0)
+    return transformed_statistic(plan, zj, resid_ss, df2)
 
 
 def _signed_parts(grid: np.ndarray, tail: str) -> list[tuple[int, np.ndarray]]:

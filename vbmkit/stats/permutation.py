@@ -99,6 +99,30 @@ def _plan(contrast: Contrast, X: np.ndarray, columns: Sequence[str]) -> _Plan:
     return _Plan(contrast.name, contrast.kind, contrast.matrix.shape[0], qz, np.hstack([qz, qc]), centre)
 
 
+def transformed_statistic(plan: _Plan, zj: torch.Tensor, resid_ss: torch.Tensor, df2: float) -> torch.Tensor:
+    """t or F of J transformed copies from their projections ``zj`` (J, M, V) onto ``plan.m``.
+
+    The first ``pz`` projections span the nuisance, the rest the tested part; ``resid_ss`` (V,)
+    is ``|R_z y|^2``. Returns (J, V) float32, 0 where the residual variance is 0.
+    """
+    pz = plan.qz.shape[1]
+    # |z_j|^2 and |u_j|^2 as fused passes over (J, V) slices (cheaper than a reduction over the
+    # strided middle dimension)
+    tested = zj[:, pz].square()
+    for j in range(pz + 1, zj.shape[1]):
+        tested.addcmul_(zj[:, j], zj[:, j])
+    ss = tested.clone()
+    for j in range(pz):
+        ss.addcmul_(zj[:, j], zj[:, j])
+    sigma2 = ss.neg_().add_(resid_ss).clamp_min_(0.0).div_(df2)
+    positive = sigma2 > 0
+    if plan.kind == "t":
+        stat = zj[:, pz] * torch.where(positive, sigma2, 1.0).rsqrt_()
+    else:
+        stat = tested.div_(torch.where(positive, sigma2, 1.0)).div_(plan.q)
+    return torch.where(positive, stat, 0.0)
+
+
 def _permutation_rows(plan: _Plan, perms: torch.Tensor) -> torch.Tensor:
     """Stack ``G_j = M^T P_j R_z`` for the permutations in ``perms`` (J, N): (J * P', N) float64.
 
@@ -272,24 +296,9 @@ def freedman_lane(Y: torch.Tensor, X: np.ndarray, contrasts: Sequence[Contrast],
             if plan.qz.shape[1]:
                 a = qz_t[ip] @ yc
                 resid_ss = resid_ss - (a * a).sum(0)  # |R_z y|^2, the same for every permutation
-            pz = plan.qz.shape[1]
             for ib, perm_batch in enumerate(batches):
                 zj = (lhs(ip, ib) @ yc).view(perm_batch.shape[0], plan.m.shape[1], -1)
-                # |z_j|^2 and |u_j|^2 as fused passes over (J, Vb) slices (cheaper than a
-                # reduction over the strided middle dimension)
-                tested = zj[:, pz].square()
-                for j in range(pz + 1, zj.shape[1]):
-                    tested.addcmul_(zj[:, j], zj[:, j])
-                ss = tested.clone()
-                for j in range(pz):
-                    ss.addcmul_(zj[:, j], zj[:, j])
-                sigma2 = ss.neg_().add_(resid_ss).clamp_min_(0.0).div_(df2)
-                positive = sigma2 > 0
-                if plan.kind == "t":
-                    stat = zj[:, pz] * torch.where(positive, sigma2, 1.0).rsqrt_()
-                else:
-                    stat = tested.div_(torch.where(positive, sigma2, 1.0)).div_(plan.q)
-                stat = torch.where(positive, stat, 0.0)
+                stat = transformed_statistic(plan, zj, resid_ss, df2)
                 j0 = ib * batch
                 if ib == 0:
                     observed[ip][sl] = stat[0]

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from vbmkit.errors import ResourceError
+from vbmkit.io.records import sha256
 from vbmkit.io.resources import atlas_paths, describe_resource, template_path
 
 PACKAGES = ("vbmkit", "torch", "numpy", "scipy", "nibabel", "pandas", "statsmodels", "formulaic",
@@ -38,14 +39,7 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-@lru_cache(maxsize=32)
-def sha256_file(path: str) -> str:
-    """sha256 of a file's bytes (cached per path within a process)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+sha256_file = lru_cache(maxsize=32)(sha256)  # resources are hashed once per process
 
 
 def resource_checksums(atlas: str | None) -> dict[str, dict[str, str]]:
