@@ -127,3 +127,104 @@ def folding(jac_det: torch.Tensor) -> dict:
         raise ImageError("folding: expected a non-empty Jacobian determinant map; got 0 voxels")
     return {"min": float(jac_det.min()), "max": float(jac_det.max()),
             "n_folded": int((jac_det <= 0).sum())}
+
+
+def jacobian_summary(jac_det: torch.Tensor, mask: torch.Tensor) -> dict:
+    """Jacobian-determinant figures inside a mask (issue 13: the template brain, GM + WM > 0.5).
+
+    Parameters
+    ----------
+    jac_det : torch.Tensor
+        (X, Y, Z) determinant of the nonlinear deformation.
+    mask : torch.Tensor
+        (X, Y, Z) bool, the voxels to summarise (at least one).
+
+    Returns
+    -------
+    dict
+        ``median``; ``p0.5_rel`` and ``p99.5_rel``: the 0.5 and 99.5 percentiles divided by the
+        median (linear interpolation between order statistics); ``min``, ``max`` and
+        ``n_folded`` (determinant <= 0) inside the mask.
+    """
+    if jac_det.ndim != 3 or tuple(mask.shape) != tuple(jac_det.shape) or mask.dtype != torch.bool:
+        raise ImageError(f"jacobian_summary: expected jac_det (X, Y, Z) and a bool mask of the same shape; got "
+                         f"{tuple(jac_det.shape)} and {tuple(mask.shape)} {mask.dtype}")
+    vals = jac_det[mask.to(jac_det.device)].double()
+    if vals.numel() == 0:
+        raise ImageError("jacobian_summary: the mask selects no voxel; expected at least one")
+    vals = vals.sort().values
+
+    def pct(q: float) -> float:  # numpy's default ("linear") percentile, without torch.quantile's size limit
+        pos = q / 100.0 * (vals.numel() - 1)
+        lo = int(pos)
+        hi = min(lo + 1, vals.numel() - 1)
+        return float(vals[lo] + (vals[hi] - vals[lo]) * (pos - lo))
+
+    med = pct(50.0)
+    return {"median": med, "p0.5_rel": pct(0.5) / med, "p99.5_rel": pct(99.5) / med,
+            "min": float(vals[0]), "max": float(vals[-1]), "n_folded": int((vals <= 0).sum())}
+
+
+def _mm_field(displacement: torch.Tensor, voxel_size_mm, name: str) -> tuple[torch.Tensor, list[float]]:
+    u = displacement[None] if displacement.ndim == 4 else displacement
+    if u.ndim != 5 or u.shape[:2] != (1, 3) or min(u.shape[2:]) < 3:
+        raise ImageError(f"{name}: expected a (3, X, Y, Z) displacement with every axis >= 3; "
+                         f"got {tuple(displacement.shape)}")
+    h = [float(s) for s in voxel_size_mm]
+    if len(h) != 3 or min(h) <= 0:
+        raise ImageError(f"{name}: voxel_size_mm must be 3 positive numbers (mm); got {voxel_size_mm}")
+    hv = torch.as_tensor(h, dtype=torch.float64, device=u.device).view(3, 1, 1, 1)
+    return u[0].double() * hv, h
+
+
+def bending_energy(displacement: torch.Tensor, voxel_size_mm) -> float:
+    """Thin-plate bending energy of a displacement in mm, mean over voxels (mm^-2).
+
+    Parameters
+    ----------
+    displacement : torch.Tensor
+        (3, X, Y, Z) or (1, 3, X, Y, Z) in voxels (x, y, z channels), e.g. the non-affine
+        displacement ``phi - identity`` on the template grid.
+    voxel_size_mm : sequence of 3 float
+        Grid spacing in mm.
+
+    Returns
+    -------
+    float
+        ``mean_x sum_i sum_jk (d_j d_k u_i)^2`` with ``u`` in mm and derivatives per mm (central
+        differences, ``torch.gradient`` twice), i.e. the squared second derivatives
+        (``u_xx^2 + u_yy^2 + u_zz^2 + 2 u_xy^2 + 2 u_xz^2 + 2 u_yz^2``); 0 for affine fields.
+    """
+    u, h = _mm_field(displacement, voxel_size_mm, "bending_energy")
+    first = torch.gradient(u, spacing=h, dim=(1, 2, 3))
+    total = torch.zeros((), dtype=torch.float64, device=u.device)
+    for dj in first:
+        for dk in torch.gradient(dj, spacing=h, dim=(1, 2, 3)):
+            total = total + (dk * dk).sum(0).mean()
+    return float(total)
+
+
+def elastic_energy(displacement: torch.Tensor, voxel_size_mm, *, mu: float = 0.05, lam: float = 0.2) -> float:
+    """Linear-elastic strain energy of a displacement in mm, mean over voxels (dimensionless).
+
+    Parameters
+    ----------
+    displacement : torch.Tensor
+        (3, X, Y, Z) or (1, 3, X, Y, Z) in voxels (x, y, z channels).
+    voxel_size_mm : sequence of 3 float
+        Grid spacing in mm.
+    mu, lam : float
+        Lame parameters (default SPM12 Shooting's 0.05 and 0.2).
+
+    Returns
+    -------
+    float
+        ``mean_x (mu sum_ij e_ij^2 + lam / 2 (tr e)^2)``, ``e = (Du + Du^T) / 2`` with ``u`` in
+        mm (central differences); 0 for translations, unlike torchreg's
+        :func:`linear_elasticity` (kept for the paper's figures).
+    """
+    u, h = _mm_field(displacement, voxel_size_mm, "elastic_energy")
+    d = torch.gradient(u, spacing=h, dim=(1, 2, 3))  # d[j][i] = d_j u_i
+    strain = sum((0.5 * (d[j][i] + d[i][j])) ** 2 for i in range(3) for j in range(3))
+    trace = d[0][0] + d[1][1] + d[2][2]
+    return float((mu * strain + 0.5 * lam * trace * trace).mean())

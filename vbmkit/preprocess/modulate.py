@@ -85,12 +85,41 @@ def _check(tissue, native_grid, template_grid, matrix, deformation) -> None:
         raise ImageError(f"modulate: matrix must be a finite (4, 4) array; got shape {m.shape}")
 
 
-def _splat(values: torch.Tensor, pos: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
-    """Trilinear push of ``values`` (N, C) at voxel positions ``pos`` (N, 3) into (C, *shape)."""
-    c = values.shape[1]
-    out = torch.zeros(c, int(np.prod(shape)), dtype=torch.float64, device=values.device)
+def push_amount(amount: torch.Tensor, positions: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """Scatter-add amounts at arbitrary voxel positions onto a grid with trilinear weights.
+
+    Parameters
+    ----------
+    amount : torch.Tensor
+        (C, N) what each of N source points carries (e.g. tissue volume in units of the target
+        voxel volume).
+    positions : torch.Tensor
+        (N, 3) position of each point in target voxel coordinates (x, y, z).
+    shape : tuple of 3 int
+        Target grid shape (X, Y, Z).
+
+    Returns
+    -------
+    torch.Tensor
+        (C, X, Y, Z) float64: each point adds ``amount * w_k`` to its 8 neighbouring voxels,
+        ``w_k`` the trilinear weights (sum 1). This is the adjoint of trilinear pull
+        (``<push(a), b> = <a, pull(b)>``), so ``sum(out) = sum(amount)`` exactly for every
+        point whose 8 neighbours lie on the grid; weight falling off the grid is lost (as SPM's
+        "preserve amount" push). Non-finite positions push nothing.
+    """
+    if amount.ndim != 2 or positions.ndim != 2 or positions.shape[1] != 3 or amount.shape[1] != positions.shape[0]:
+        raise ImageError(f"push_amount: expected amount (C, N) and positions (N, 3); got "
+                         f"{tuple(amount.shape)} and {tuple(positions.shape)}")
+    shape = tuple(int(n) for n in shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ImageError(f"push_amount: shape must be 3 positive sizes; got {shape}")
+    c = amount.shape[0]
+    out = torch.zeros(c, int(np.prod(shape)), dtype=torch.float64, device=amount.device)
+    pos = positions.to(amount.device, torch.float64)
+    finite = torch.isfinite(pos).all(1)
+    pos, values = pos[finite], amount[:, finite].double()
     base = torch.floor(pos)
-    frac = (pos - base).double()
+    frac = pos - base
     base = base.long()
     dims = torch.as_tensor(shape, device=pos.device)
     for corner in range(8):
@@ -99,7 +128,7 @@ def _splat(values: torch.Tensor, pos: torch.Tensor, shape: tuple[int, int, int])
         w = torch.where(offs.bool(), frac, 1.0 - frac).prod(1)
         ok = ((idx >= 0) & (idx < dims)).all(1)
         flat = (idx[ok, 0] * shape[1] + idx[ok, 1]) * shape[2] + idx[ok, 2]
-        out.index_add_(1, flat, (values[ok].double() * w[ok, None]).T)
+        out.index_add_(1, flat, values[:, ok] * w[ok])
     return out.reshape(c, *shape)
 
 
@@ -176,5 +205,5 @@ def modulate_native(
                                            align_corners=True)  # (1, 3, N, 1, 1)
     x = q + disp[0, :, :, 0, 0].T  # template voxel positions of the native voxels
     ratio = native_grid.voxel_volume_ml / template_grid.voxel_volume_ml
-    modulated = _splat(values * ratio, x, template_grid.shape).float()
+    modulated = push_amount((values * ratio).T, x, template_grid.shape).float()
     return WarpedTissue(warped=warped, modulated=modulated, jacobian=jac)
