@@ -30,17 +30,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(target.suffixes) or ".tmp"
-    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{target.name.split('.')[0]}.", suffix=suffix,
-                               dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
+    tmp_path: Path | None = None
+    try:  # mkstemp inside the try: an interrupt right after it still removes the file
+        fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{target.name.split('.')[0]}.", suffix=suffix,
+                                   dir=target.parent)
+        tmp_path = Path(tmp)
+        os.close(fd)
         yield tmp_path
         if tmp_path.exists():  # mkstemp makes 0600: give the file the mode a plain open() would
             os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, target)
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
 
 

@@ -353,9 +353,9 @@ def claim(out: str | os.PathLike, *, command: str, what: str = "out") -> Iterato
         raise
     finally:
         if owner and out.is_dir():
-            for entry in out.iterdir():
-                if entry.name.startswith(TMP_PREFIX) and f"-{os.getpid()}-" in entry.name:
-                    _remove(entry)
+            # this process holds the lock, so every temporary entry is ours (an atomic write cut
+            # short by Ctrl-C or SIGTERM included)
+            remove_temporaries(out)
             try:
                 (out / LOCK).unlink()
             except FileNotFoundError:
