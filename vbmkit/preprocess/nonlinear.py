@@ -49,6 +49,17 @@ class NonlinearResult:
     loss_history: list[float] = field(default_factory=list)
 
 
+def check_image_pair(moving: torch.Tensor, fixed: torch.Tensor, *, caller: str) -> None:
+    """Raise ImageError unless both are finite (C, X, Y, Z) tensors of one shape, axes >= 4 voxels."""
+    if moving.ndim != 4 or fixed.ndim != 4 or moving.shape != fixed.shape:
+        raise ImageError(f"{caller}: moving and fixed must be (C, X, Y, Z) of equal shape; got "
+                         f"{tuple(moving.shape)} and {tuple(fixed.shape)}")
+    if min(moving.shape[1:]) < 4:
+        raise ImageError(f"{caller}: every axis needs >= 4 voxels; got {tuple(moving.shape[1:])}")
+    if not (torch.isfinite(moving).all() and torch.isfinite(fixed).all()):
+        raise ImageError(f"{caller}: moving or fixed contains NaN or Inf values")
+
+
 def _downsample(img: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
     """(1, C, X, Y, Z) -> (1, C, *shape), Gaussian anti-aliasing then trilinear (align_corners)."""
     if tuple(img.shape[2:]) == tuple(shape):
@@ -133,16 +144,10 @@ def register_nonlinear(
     diffeomorphic demons (Vercauteren et al. 2009); with v smooth and steps small relative to
     its scale the exponential has a positive Jacobian everywhere.
     """
-    if moving.ndim != 4 or fixed.ndim != 4 or moving.shape != fixed.shape:
-        raise ImageError(f"register_nonlinear: moving and fixed must be (C, X, Y, Z) of equal shape; got "
-                         f"{tuple(moving.shape)} and {tuple(fixed.shape)}")
-    if min(moving.shape[1:]) < 4:
-        raise ImageError(f"register_nonlinear: every axis needs >= 4 voxels; got {tuple(moving.shape[1:])}")
+    check_image_pair(moving, fixed, caller="register_nonlinear")
     if len(scales) != len(iterations) or len(scales) == 0 or any(int(s) < 1 for s in scales):
         raise ImageError(f"register_nonlinear: scales {scales} (each >= 1) and iterations {iterations} "
                          "must be non-empty and of equal length")
-    if not (torch.isfinite(moving).all() and torch.isfinite(fixed).all()):
-        raise ImageError("register_nonlinear: moving or fixed contains NaN or Inf values")
     dev = torch.device(device)
     mov = moving.to(dev, torch.float32)[None]
     fix = fixed.to(dev, torch.float32)[None]

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 
 from vbmkit.errors import ImageError
-from vbmkit.preprocess.nonlinear import NonlinearResult, _downsample, _gradient
+from vbmkit.preprocess.nonlinear import NonlinearResult, _downsample, _gradient, check_image_pair
 from vbmkit.preprocess.warp import (
     _FieldSampler,
     displacement_to_deformation,
@@ -121,11 +121,7 @@ def _energy(vel, sampler, m_s, f_s, hv, h, lam_reg, *, weights, steps):
 
 
 def _check_inputs(moving, fixed, voxel_size_mm, levels, lambdas, iterations):
-    if moving.ndim != 4 or fixed.ndim != 4 or moving.shape != fixed.shape:
-        raise ImageError(f"register_variational: moving and fixed must be (C, X, Y, Z) of equal shape; got "
-                         f"{tuple(moving.shape)} and {tuple(fixed.shape)}")
-    if min(moving.shape[1:]) < 4:
-        raise ImageError(f"register_variational: every axis needs >= 4 voxels; got {tuple(moving.shape[1:])}")
+    check_image_pair(moving, fixed, caller="register_variational")
     vs = tuple(float(s) for s in voxel_size_mm)
     if len(vs) != 3 or min(vs) <= 0:
         raise ImageError(f"register_variational: voxel_size_mm must be 3 positive numbers (mm); got {voxel_size_mm}")
@@ -134,8 +130,6 @@ def _check_inputs(moving, fixed, voxel_size_mm, levels, lambdas, iterations):
                          f"iterations {tuple(iterations)} must be non-empty and of equal length")
     if any(not (float(x) > 0) for x in lambdas):
         raise ImageError(f"register_variational: lambdas must be positive; got {tuple(lambdas)}")
-    if not (torch.isfinite(moving).all() and torch.isfinite(fixed).all()):
-        raise ImageError("register_variational: moving or fixed contains NaN or Inf values")
     return vs
 
 
