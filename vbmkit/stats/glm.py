@@ -313,10 +313,7 @@ def fit(Y: torch.Tensor, X: np.ndarray, contrasts: Sequence[Contrast], *, device
         Bad design or contrast (see :func:`check_design`, :func:`check_contrast`), or a Y
         whose number of rows differs from X's.
     """
-    dev = resolve_device(device)
-    X = np.asarray(X, dtype=np.float64)
-    columns = list(columns) if columns is not None else _default_columns(X.shape[1])
-    _check_inputs(Y, X, columns)
+    dev, X, columns = checked_inputs(Y, X, columns, device)
     n, v = Y.shape
     design = prepare_weighted(X, np.ones((1, n)), contrasts, device=dev, columns=columns, effects=True)
     width = chunk_size(block_bytes_per_voxel(design, n, effects=True), v, memory_bytes=memory_bytes, device=dev,
@@ -342,6 +339,23 @@ def fit(Y: torch.Tensor, X: np.ndarray, contrasts: Sequence[Contrast], *, device
         result[head.name] = ContrastMaps(kind=head.kind, stat=stat, df=(float(head.q), df2), p=p,
                                          effect=effects[head.name].cpu(), std_effect=std)
     return result
+
+
+def checked_inputs(Y: torch.Tensor, X: np.ndarray, columns: Sequence[str] | None,
+                   device: str | torch.device) -> tuple[torch.device, np.ndarray, list[str]]:
+    """The preamble of every fitting entry point: the device, X as float64, column names, checks.
+
+    Returns
+    -------
+    (device, X, columns)
+        The resolved device, ``X`` as a float64 array and the column names (``x0, x1, ...`` when
+        ``columns`` is None), after :func:`_check_inputs`.
+    """
+    dev = resolve_device(device)
+    X = np.asarray(X, dtype=np.float64)
+    columns = list(columns) if columns is not None else _default_columns(X.shape[1])
+    _check_inputs(Y, X, columns)
+    return dev, X, columns
 
 
 def _check_inputs(Y: torch.Tensor, X: np.ndarray, columns: Sequence[str]) -> None:

@@ -16,13 +16,12 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from vbmkit.device import resolve_device
 from vbmkit.errors import ConfigError
 from vbmkit.stats.chunking import default_memory_bytes
 from vbmkit.stats.clusters import cluster_statistics
 from vbmkit.stats.design import Contrast, check_contrast, ones_in_span, standardise_design
 from vbmkit.stats.exchange import check_blocks, draw_transforms
-from vbmkit.stats.glm import _check_inputs, _default_columns
+from vbmkit.stats.glm import checked_inputs
 from vbmkit.stats.inference import p_to_f, p_to_t
 from vbmkit.stats.memory import map_permutation_parts
 from vbmkit.stats.permutation import _orth, _Plan, _plan, transformed_statistic
@@ -234,10 +233,7 @@ def permutation_inference(
         raise ConfigError(f"scheme: expected auto, permute or flip; got {scheme!r}")
     if cluster_p is not None and not 0 < cluster_p < 1:
         raise ConfigError(f"cluster_p: expected a probability in (0, 1) or None; got {cluster_p!r}")
-    dev = resolve_device(device)
-    X = np.asarray(X, dtype=np.float64)
-    columns = list(columns) if columns is not None else _default_columns(X.shape[1])
-    _check_inputs(Y, X, columns)
+    dev, X, columns = checked_inputs(Y, X, columns, device)
     n, v = Y.shape
     mask_np = np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask)
     if mask_np.ndim != 3 or mask_np.dtype != bool or int(mask_np.sum()) != v:

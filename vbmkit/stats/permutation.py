@@ -17,11 +17,10 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from vbmkit.device import resolve_device
 from vbmkit.errors import ConfigError, DesignError
 from vbmkit.stats.chunking import CPU_MAX_WIDTH, chunk_size, iter_voxel_blocks
 from vbmkit.stats.design import Contrast, check_contrast, ones_in_span, standardise_design
-from vbmkit.stats.glm import _check_inputs, _default_columns
+from vbmkit.stats.glm import checked_inputs
 
 #: Largest permutation matrix stack kept in memory for the whole run (bytes); larger
 #: stacks are rebuilt per voxel block.
@@ -250,10 +249,7 @@ def freedman_lane(Y: torch.Tensor, X: np.ndarray, contrasts: Sequence[Contrast],
     """
     if n_permutations < 2:
         raise ConfigError(f"n_permutations: expected at least 2 (identity included); got {n_permutations}")
-    dev = resolve_device(device)
-    X = np.asarray(X, dtype=np.float64)
-    columns = list(columns) if columns is not None else _default_columns(X.shape[1])
-    _check_inputs(Y, X, columns)
+    dev, X, columns = checked_inputs(Y, X, columns, device)
     n, v = Y.shape
     df2 = float(n - X.shape[1])
     plans = [_plan(c, X, columns) for c in contrasts]

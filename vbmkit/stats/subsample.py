@@ -13,15 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vbmkit.device import resolve_device
 from vbmkit.errors import ConfigError, DesignError
 from vbmkit.stats.chunking import chunk_size, iter_voxel_blocks
 from vbmkit.stats.design import Contrast
 from vbmkit.stats.glm import (
-    _check_inputs,
-    _default_columns,
     block_bytes_per_voxel,
     block_statistics,
+    checked_inputs,
     prepare_weighted,
 )
 
@@ -203,10 +201,7 @@ def fit_subsamples(Y: torch.Tensor, X: np.ndarray, contrasts: Sequence[Contrast]
     """
     import time
 
-    dev = resolve_device(device)
-    X = np.asarray(X, dtype=np.float64)
-    columns = list(columns) if columns is not None else _default_columns(X.shape[1])
-    _check_inputs(Y, X, columns)
+    dev, X, columns = checked_inputs(Y, X, columns, device)
     n, v = Y.shape
     w = torch.as_tensor(weights)
     if w.ndim != 2 or w.shape[1] != n:

@@ -92,3 +92,60 @@ def without_subjects(table: pd.DataFrame, names: Iterable[str], *, id_column: st
     kept = table[~table[id_column].isin(drop)].reset_index(drop=True)
     kept.attrs["source"] = table.attrs.get("source", "covariate table")
     return kept
+
+
+TIV = "TIV"  # the formula name of total intracranial volume (mL)
+
+
+def find_volume_tables(entries: Iterable[str | os.PathLike], *, levels: int = 3) -> list[Path]:
+    """The ``volumes.csv`` of the preprocessing folders holding ``entries`` (folders or map files).
+
+    For each entry, the first ``volumes.csv`` found in the entry itself (a folder) or in one of its
+    ``levels`` parent folders: a ``vbmkit preprocess`` folder keeps it beside its subject folders
+    (``OUT/volumes.csv`` for ``OUT/<name>/mri/s6mwp1<name>.nii``); ``vbmkit simulate`` beside its truth.
+    """
+    found: list[Path] = []
+    for entry in entries:
+        p = Path(entry)
+        folders = ([p] if p.is_dir() else []) + list(p.parents)[:levels]
+        for folder in folders:
+            candidate = folder / "volumes.csv"
+            if candidate.is_file():
+                if candidate not in found:
+                    found.append(candidate)
+                break
+    return found
+
+
+def merge_tiv(table: pd.DataFrame, volume_tables: Sequence[Path], *, id_column: str) -> tuple[pd.DataFrame, int]:
+    """``table`` with a ``TIV`` column (mL) from the ``tiv_ml`` of ``volumes.csv`` tables.
+
+    A volumes row belongs to the covariate row whose ID occurs in its ``name`` (the image name, as
+    images are matched). Rows without one get NaN (the design's missing-value policy applies).
+
+    Returns
+    -------
+    (table, matched)
+        A copy of the table with ``TIV``, and the number of its rows that received a value.
+
+    Raises
+    ------
+    CovariateError
+        A table without the columns ``name`` and ``tiv_ml``.
+    """
+    ids = list(table[id_column])
+    tiv: dict[str, float] = {}
+    for path in volume_tables:
+        volumes = pd.read_csv(path)
+        absent = [c for c in ("name", "tiv_ml") if c not in volumes.columns]
+        if absent:
+            raise CovariateError(f"{path}: expected columns 'name' and 'tiv_ml' (a vbmkit volumes.csv); "
+                                 f"missing {absent}")
+        for name, value in zip(volumes["name"], volumes["tiv_ml"], strict=True):
+            ident = file_id(Path(f"{name}.nii"), ids)
+            if ident is not None:
+                tiv[ident] = float(value)
+    merged = table.copy()
+    merged[TIV] = merged[id_column].map(tiv)
+    merged.attrs.update(table.attrs)
+    return merged, int(merged[TIV].notna().sum())

@@ -30,6 +30,7 @@ from vbmkit.formula.design import (
     Design,
     build_design,
     check_formula_columns,
+    formula_variables,
     parse_contrasts,
     tiv_correlations,
 )
@@ -39,7 +40,14 @@ from vbmkit.stats.subsample import draw_subsamples
 from vbmkit.workflows.glm.outputs import compute_and_write
 from vbmkit.workflows.glm.resources import check_glm_resources
 from vbmkit.workflows.stage import cached_run, fingerprint
-from vbmkit.workflows.subjects import check_missing, match_subjects, read_table
+from vbmkit.workflows.subjects import (
+    TIV,
+    check_missing,
+    find_volume_tables,
+    match_subjects,
+    merge_tiv,
+    read_table,
+)
 
 
 def _draw(design: Design, settings: GlmConfig) -> torch.Tensor | None:
@@ -73,6 +81,21 @@ def _blocks(design: Design, settings: GlmConfig):
         raise CovariateError(f"blocks: column {settings.blocks!r} has missing values; expected a block label for "
                              f"every subject")
     return pd.factorize(values.astype(str))[0]
+
+
+def _with_tiv(table: pd.DataFrame, formula: str, maps: Sequence[Path], *, id_column: str) -> pd.DataFrame:
+    """Covariates with ``TIV`` from the ``volumes.csv`` beside the maps when the formula uses TIV and the
+    table has no such column (as ``vbmkit run`` merges it); said in a warning naming the table."""
+    if TIV in table.columns or TIV not in formula_variables(formula):
+        return table
+    tables = find_volume_tables(maps)
+    if not tables:
+        return table  # check_formula_columns names the missing column
+    merged, n = merge_tiv(table, tables, id_column=id_column)
+    names = ", ".join(str(t) for t in tables[:3]) + (f" and {len(tables) - 3} more" if len(tables) > 3 else "")
+    warnings.warn(f"TIV: taken from column tiv_ml of {names} for {n} of {len(table)} covariate rows "
+                  "(the covariate table has no TIV column)", stacklevel=3)
+    return merged
 
 
 def run_glm(images: Sequence[str | os.PathLike], covariates: str | os.PathLike | pd.DataFrame, *,
@@ -116,9 +139,11 @@ def run_glm(images: Sequence[str | os.PathLike], covariates: str | os.PathLike |
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         table = read_table(covariates, id_column=id_column)
+        found = find_maps(images, kind=settings.maps)
+        table = _with_tiv(table, settings.formula, found, id_column=id_column)
         check_formula_columns(table, settings.formula)
-        paths, used, dropped = match_subjects(find_maps(images, kind=settings.maps), table, id_column=id_column,
-                                              kind=settings.maps, missing=missing)
+        paths, used, dropped = match_subjects(found, table, id_column=id_column, kind=settings.maps,
+                                              missing=missing)
         design = build_design(used, settings.formula, standardize=settings.standardize, id_column=id_column,
                               missing=missing)
         if len(design.table) < len(used):  # rows with missing values were dropped

@@ -51,8 +51,7 @@ from vbmkit.io.study_yaml import KeyPath, StudyYaml, key_name, read_study_yaml
 from vbmkit.io.tables import read_covariates
 from vbmkit.workflows.preprocess.naming import output_paths
 from vbmkit.workflows.preprocess.subject import check_engine
-
-TIV = "TIV"
+from vbmkit.workflows.subjects import TIV, find_volume_tables
 
 
 @dataclass(frozen=True, eq=False)
@@ -321,14 +320,8 @@ def _check_glm(y: StudyYaml, cfg: StudyConfig, covariates: pd.DataFrame | None, 
 
 
 def _volume_tables(maps: list[str]) -> list[Path]:
-    found = []
-    for entry in maps:
-        p = Path(entry)
-        for candidate in (p / "volumes.csv", p.parent / "volumes.csv"):
-            if candidate.is_file():
-                found.append(candidate)
-                break
-    return found
+    """``volumes.csv`` in each ``inputs.maps`` folder or its parent (the preprocessing folder)."""
+    return find_volume_tables(maps, levels=1)
 
 
 def _check_roi_compare(y: StudyYaml, cfg: StudyConfig, *, has_maps: bool) -> None:

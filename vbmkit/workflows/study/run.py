@@ -27,19 +27,21 @@ from pathlib import Path
 from typing import Any
 
 from vbmkit.io.atomic import atomic_path, write_json
-from vbmkit.io.maps import file_id
 from vbmkit.io.ownership import OwnedFolder, claim
 from vbmkit.report.study_report import FILES as REPORT_FILES
 from vbmkit.report.study_report import write_study_report
+from vbmkit.workflows.compute import ComputeTarget
 from vbmkit.workflows.preprocess.run import run_preprocess
-from vbmkit.workflows.study.plan import TIV, StudyPlan, load_study
+from vbmkit.workflows.study.plan import StudyPlan, load_study
 from vbmkit.workflows.study.provenance import collect_provenance, screenshot
 from vbmkit.workflows.study.stages import compare_stage, glm_stage, qc_stage, roi_stage
 from vbmkit.workflows.study.state import StudyState
+from vbmkit.workflows.subjects import merge_tiv
 
 
 def run_study(config_path: str | os.PathLike, *, out: str | os.PathLike | None = None,
-              device: str | None = None, progress: Callable[[str], None] | None = None) -> dict:
+              device: str | None = None, progress: Callable[[str], None] | None = None,
+              scheduler: str | None = None, cluster: str | None = None) -> dict:
     """Validate a study YAML, then run every configured stage into the output folder.
 
     Parameters
@@ -52,6 +54,10 @@ def run_study(config_path: str | os.PathLike, *, out: str | os.PathLike | None =
         Device overriding the YAML's ``device`` and ``glm.device``.
     progress : callable, optional
         Called with one line per stage event (the CLI prints them).
+    scheduler, cluster : str, optional
+        Run the preprocessing subjects on a running Dask scheduler (address or scheduler file)
+        or on a batch cluster (``slurm``, ``pbs``, ``sge``) sized by the YAML's ``compute:``
+        section (:mod:`vbmkit.workflows.compute`); default: ``preprocess.jobs`` local workers.
 
     Returns
     -------
@@ -65,15 +71,17 @@ def run_study(config_path: str | os.PathLike, *, out: str | os.PathLike | None =
     """
     say = progress if progress is not None else (lambda _msg: None)
     plan = load_study(config_path, out=out, device=device)
+    target = ComputeTarget(jobs=plan.preprocess.jobs if plan.preprocess is not None else 1, scheduler=scheduler,
+                           cluster=cluster, config=plan.config.compute)
     with claim(plan.out, command="run") as owned:
         owned.register("preprocess/", "glm/", "roi/", "compare/", "covariates.tsv", "provenance.json",
                        "report.html", "report.png", f"{REPORT_FILES}/")
-        provenance = _run_stages(plan, owned, say)
+        provenance = _run_stages(plan, owned, say, target)
         owned.finish()
     return provenance
 
 
-def _run_stages(plan: StudyPlan, owned: OwnedFolder, say: Callable[[str], None]) -> dict:
+def _run_stages(plan: StudyPlan, owned: OwnedFolder, say: Callable[[str], None], target: ComputeTarget) -> dict:
     started = time.time()
     stages: dict[str, dict[str, Any]] = {}
 
@@ -86,7 +94,7 @@ def _run_stages(plan: StudyPlan, owned: OwnedFolder, say: Callable[[str], None])
 
     state = StudyState(owned=owned)
     if plan.preprocess is not None:
-        stage("preprocess", lambda: _preprocess(plan, state, say))
+        stage("preprocess", lambda: _preprocess(plan, state, say, target))
     else:
         stages["preprocess"] = {"status": "not configured (inputs.maps given)"}
     stage("qc", lambda: qc_stage(plan, state))
@@ -112,9 +120,11 @@ def _run_stages(plan: StudyPlan, owned: OwnedFolder, say: Callable[[str], None])
     return provenance
 
 
-def _preprocess(plan: StudyPlan, state: StudyState, say: Callable[[str], None]) -> str:
+def _preprocess(plan: StudyPlan, state: StudyState, say: Callable[[str], None], target: ComputeTarget) -> str:
+    # on a cluster the workers resolve the YAML's device on their own machines
     summary = run_preprocess([str(t.path) for t in plan.t1], plan.out / "preprocess", plan.preprocess,
-                             device=plan.device, progress=lambda msg: say(f"[preprocess] {msg}"))
+                             device=plan.config.device if target.remote else plan.device,
+                             progress=lambda msg: say(f"[preprocess] {msg}"), compute=target)
     state.preprocess = summary
     if summary.failed:
         warnings.warn(f"preprocess: {len(summary.failed)} subjects failed (see {summary.errors_csv}); "
@@ -129,15 +139,8 @@ def _merged_covariates(plan: StudyPlan) -> Path | None:
     table = plan.covariates.copy()
     id_col = plan.config.inputs.id_column
     if plan.tiv_from in ("preprocess", "maps"):
-        volumes = plan.volumes_table()
-        tiv = {}
-        if volumes is not None:
-            ids = list(table[id_col])
-            for name, value in zip(volumes["name"], volumes["tiv_ml"], strict=True):
-                ident = file_id(Path(f"{name}.nii"), ids)
-                if ident is not None:
-                    tiv[ident] = value
-        table[TIV] = table[id_col].map(tiv)
+        tables = [plan.out / "preprocess" / "volumes.csv"] if plan.preprocess is not None else plan.tiv_tables
+        table, _ = merge_tiv(table, [t for t in tables if Path(t).is_file()], id_column=id_col)
     path = plan.out / "covariates.tsv"
     text = table.to_csv(sep="\t", index=False, na_rep="n/a")
     if not path.is_file() or path.read_text(encoding="utf-8") != text:  # keep the mtime of an equal file
