@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     m = run_compare(study["ours"], cat12=study["cat12"], out=args.out / "compare", covariates=study["covariates"],
                     id_column="participant_id",
                     glm=GlmConfig(formula="age", contrasts={"age": "age", "neg_age": "-age"}, subsamples=100, fraction=0.8, seed=0),
-                    device="cpu")
+                    device="cpu", reference_note="synthetic reference: vbmkit's maps shifted by one voxel "
+                    "with noise, in CAT12's layout")
     print(f"run_compare: {time.perf_counter() - t0:.1f} s for {len(m['matched'])} subjects")
 
     def ras(p):

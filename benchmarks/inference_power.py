@@ -11,6 +11,10 @@ threshold holding the listed peak).
 
     .venv/bin/python benchmarks/inference_power.py                       # n 20, 200 permutations
     .venv/bin/python benchmarks/inference_power.py --permutations 50     # quick check
+    .venv/bin/python benchmarks/inference_power.py --n 60 --permutations 500   # enough signal to compare
+
+Measured figures (n 20: nothing survives any correction, max t 3.04; n 60: maxT 94.3 %, TFCE
+94.6 %, cluster extent 96.5 % of the planted voxels) are in ``docs/algorithms_glm.md``.
 """
 
 from __future__ import annotations

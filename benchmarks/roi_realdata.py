@@ -1,11 +1,16 @@
-"""LPBA40 ROI volumes on a real preprocess output folder (e.g. the 20 ds002748 subjects).
+"""ROI volumes of every atlas on a real preprocess output folder (e.g. the 20 ds002748 subjects).
 
 Usage::
 
     .venv/bin/python benchmarks/roi_realdata.py PREPROCESS_OUT [--out DIR]
 
 ``PREPROCESS_OUT`` is a ``vbmkit preprocess`` output folder (``<out>/<name>/mri/mwp1<name>.nii.gz``,
-``report/<name>.json``) or a CAT12 / deepmriprep folder. Runs ``run_roi`` and prints, per
+``report/<name>.json``) or a CAT12 / deepmriprep folder. Runs ``run_roi`` with every atlas
+(``--atlas all``) and prints, per atlas, the share of each subject's GM (modulated map summed
+over the grid) that the atlas holds minus the share of Template_4_GS's own GM it holds, in
+percentage points (median and range over subjects; target: within 2 points, i.e.
+preprocessing loses nothing the atlas could hold), and whether neuromorphometrics' regional GM
+sums lie within 3 % of each subject's total GM. Then, for LPBA40, it prints per
 subject: the table shape (regions x tissues), the sum of regional GM, the subject's total GM
 (the modulated map summed over the whole grid, and the native GM of the preprocessing report
 when there is one), the fraction the atlas covers, and whether the regional sum lies within
@@ -76,6 +81,38 @@ def uncovered_by_structure(gm: np.ndarray, lpba: np.ndarray, other: np.ndarray) 
     return np.bincount(other[outside], weights=gm[outside], minlength=other.max() + 1) / gm.sum()
 
 
+def print_atlas_shares(wide: pd.DataFrame, summary: dict) -> None:
+    """Per atlas: subject GM share minus the template's GM share (points); neuromorphometrics' 3 % check."""
+    from vbmkit.io.atlas import describe_atlases
+
+    template = {r["name"]: r["template_gm_fraction"] for r in describe_atlases(list(summary["atlases"]))}
+    print(f"{len(wide)} subjects; share of each subject's GM inside the atlas minus the share of "
+          "Template_4_GS's GM inside it, percentage points (target |difference| <= 2):")
+    print(f"  {'atlas':<20} {'template %':>10} {'median':>7} {'min':>7} {'max':>7}  within 2")
+    for name in summary["atlases"]:
+        share = 100 * wide[f"{name}.atlas_gm"] / wide["total_gm"]
+        diff = share - 100 * template[name]
+        print(f"  {name:<20} {100 * template[name]:>10.2f} {diff.median():>+7.2f} {diff.min():>+7.2f} "
+              f"{diff.max():>+7.2f}  {int((diff.abs() <= 2).sum())}/{len(diff)}")
+    diffs = pd.DataFrame({name: 100 * wide[f"{name}.atlas_gm"] / wide["total_gm"] - 100 * template[name]
+                          for name in summary["atlases"]})
+    outside = diffs.abs() > 2
+    if outside.any().any():  # is it GM lost, or GM sitting elsewhere (anatomy: cerebellum vs cortex)?
+        print("subjects beyond 2 points, with their cerebellum (suit) and whole-brain (neuromorphometrics) "
+              "differences, points:")
+        for subject in diffs.index[outside.any(axis=1)]:
+            over = ", ".join(f"{a} {diffs.loc[subject, a]:+.2f}" for a in diffs.columns if outside.loc[subject, a])
+            print(f"  {subject}: {over}; suit {diffs.loc[subject, 'suit']:+.2f}, neuromorphometrics "
+                  f"{diffs.loc[subject, 'neuromorphometrics']:+.2f}")
+        if len(diffs) > 2:
+            r = np.corrcoef(diffs["suit"], diffs["schaefer100"])[0, 1]
+            print(f"  correlation over subjects of the suit and schaefer100 differences: r = {r:.2f}")
+    rel = wide["neuromorphometrics.atlas_gm"] / wide["total_gm"] - 1
+    print(f"neuromorphometrics regional GM sum vs total GM: {100 * rel.median():+.2f} % median "
+          f"({100 * rel.min():+.2f} .. {100 * rel.max():+.2f} %); within 3 %: "
+          f"{int((rel.abs() <= 0.03).sum())}/{len(rel)} subjects")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("prep", type=Path)
@@ -83,9 +120,12 @@ def main() -> None:
     args = ap.parse_args()
     print(f"load average: {os.getloadavg()}")
     out = args.out if args.out is not None else Path(tempfile.mkdtemp(prefix="roi_realdata_"))
-    summary = run_roi([args.prep], out=out, progress=False)
-    long = pd.read_csv(out / "roi_long.csv")
+    summary = run_roi([args.prep], out=out, atlas="all", progress=False)
+    every = pd.read_csv(out / "roi_long.csv")
     wide = pd.read_csv(out / "roi_wide.csv").set_index("subject")
+    print_atlas_shares(wide, summary)
+    long = every[every["atlas"] == "lpba40"]
+    wide = wide.rename(columns={"lpba40.atlas_gm": "atlas_gm"})
     print(f"{summary['subjects']} subjects, atlas {summary['atlas']}, tissues {summary['tissues']}, "
           f"{summary['seconds']['total']} s; tables in {out}")
     rows = []

@@ -163,6 +163,7 @@ class GLM:
         self._work: tempfile.TemporaryDirectory | None = None
         self._images: list[Path] = []
         self._table: pd.DataFrame | None = None
+        self._store: Path | None = None
 
     def fit(self, images: ImageLike | Sequence[ImageLike], covariates: pd.DataFrame) -> GLM:
         """Take the maps and their covariates (one row per image, in the same order).
@@ -180,24 +181,51 @@ class GLM:
             ``self``, so that ``GLM(...).fit(...).compute_contrast(...)`` reads as one line.
         """
         items = _as_list(images)
-        if not isinstance(covariates, pd.DataFrame):
-            raise CovariateError(f"covariates: expected a pandas DataFrame with one row per image; got "
-                                 f"{type(covariates).__name__}")
-        if len(covariates) != len(items):
-            raise CovariateError(f"covariates: expected one row per image ({len(items)} images); got "
-                                 f"{len(covariates)} rows")
-        if ID_COLUMN in covariates.columns:
-            raise CovariateError(f"covariates: column {ID_COLUMN!r} is used by vbmkit to pair rows with images "
-                                 "(row k with image k); rename it")
-        self.close()
-        self._work = tempfile.TemporaryDirectory(prefix="vbmkit-glm-")
+        self._table = self._start(covariates, _ids(len(items)), "image")
         root = Path(self._work.name)
         (root / "maps").mkdir()
         self._images = _stage_images(items, root / "maps", "s6mwp1")
+        self._store = None
+        return self
+
+    def _start(self, covariates: pd.DataFrame, ids: list[str], what: str) -> pd.DataFrame:
+        """Check one covariate row per ``what`` (image or stored subject), open a fresh working
+        folder and return the table with the pairing IDs as its first column."""
+        if not isinstance(covariates, pd.DataFrame) or len(covariates) != len(ids):
+            raise CovariateError(f"covariates: expected a pandas DataFrame with one row per {what} ({len(ids)}); "
+                                 f"got {getattr(covariates, 'shape', type(covariates).__name__)}")
+        if ID_COLUMN in covariates.columns:
+            raise CovariateError(f"covariates: column {ID_COLUMN!r} is used by vbmkit to pair rows with each "
+                                 f"{what} (row k with {what} k); rename it")
+        self.close()
+        self._work = tempfile.TemporaryDirectory(prefix="vbmkit-glm-")
         table = covariates.reset_index(drop=True).copy()
-        table.insert(0, ID_COLUMN, _ids(len(items)))
+        table.insert(0, ID_COLUMN, ids)
         table.attrs["source"] = "covariates (DataFrame)"
-        self._table = table
+        return table
+
+    def fit_store(self, store: str | os.PathLike, covariates: pd.DataFrame) -> GLM:
+        """Take a subject x voxel store (``vbmkit stack``) and one covariate row per stored subject.
+
+        The maps are streamed from the store in voxel blocks when a contrast is computed, so
+        memory does not grow with N x V (no permutations from a store).
+
+        Parameters
+        ----------
+        store : path
+            The store folder.
+        covariates : pandas.DataFrame
+            One row per subject of the store, in the store's order (``open_store(store).subjects``).
+
+        Returns
+        -------
+        GLM
+            ``self``.
+        """
+        from vbmkit.io.store import open_store
+
+        table = self._start(covariates, list(open_store(store).subjects), "stored subject")
+        self._images, self._table, self._store = [], table, Path(store)
         return self
 
     def compute_contrast(self, expression: str | Sequence[float], *, name: str | None = None) -> ContrastResult:
@@ -227,7 +255,7 @@ class GLM:
         cfg = GlmConfig.model_validate({**self.settings, "contrasts": {name: expr}})
         out = Path(self._work.name) / "glm" / name
         summary = run_glm(self._images, self._table, id_column=ID_COLUMN, settings=cfg, out=out,
-                          device=device, progress=False)
+                          device=device, progress=False, store=self._store)
         return _read_contrast(out, name, summary)
 
     def close(self) -> None:

@@ -106,9 +106,23 @@ class PreprocessConfig(_Section):
         "Segment twice: the second time with the template priors deformed onto the subject by a "
         "coarse nonlinear registration of the first result (as SPM's unified segmentation); "
         "false: affine priors only (faster, less accurate)."))
+    csf_wm_class: bool = Field(True, description=(
+        "With deformed_priors: a CSF/WM partial-volume class around the lateral ventricles, so that "
+        "the ventricle wall (CSF/WM mixtures, GM-like intensity) is not read as GM "
+        "(docs/algorithms_segmentation.md)."))
     registration_iterations: list[int] = Field(default_factory=lambda: [40, 30, 10], description=(
         "Nonlinear registration updates at 6, 3 and 1.5 mm (coarse to fine; 0 skips a level, "
         "e.g. [40, 30, 0] for a fast, coarser warp)."))
+    layout: Literal["cat12", "bids"] = Field("cat12", description=(
+        "Output names: 'cat12' (<name>/mri/mwp1<name>.nii.gz, report/, label/) or 'bids' "
+        "(BIDS-derivatives names: sub-X/[ses-Y/]anat/sub-X_space-..._label-GM_desc-modulated_probseg.nii.gz; "
+        "docs/outputs.md)."))
+    cat12_xml: bool = Field(True, description=(
+        "Also write CAT12's report/cat_<name>.xml (TIV, tissue volumes, quality ratings) and "
+        "label/catROI_<name>.xml (native-space ROI volumes of roi_atlases)."))
+    roi_atlases: str = Field("cat12", description=(
+        "Atlases of catROI_<name>.xml: names separated by commas, 'cat12' (neuromorphometrics, "
+        "lpba40, cobra, hammers), 'all' or 'none'."))
 
     @field_validator("registration_iterations")
     @classmethod
@@ -140,7 +154,13 @@ class GlmConfig(_Section):
     permutations: int = Field(0, ge=0, description="Freedman-Lane permutations for max-statistic FWE p, the identity included (0: none; else >= 2).")
     seed: int = Field(0, description="Seed of the subsample draws and permutations.")
     mask: Path | None = Field(None, description="Explicit mask image (non-zero = in); overrides mask_threshold.")
-    mask_threshold: float = Field(0.1, ge=0.0, description="Absolute threshold on the mean map (CAT12-like default 0.1).")
+    store: Path | None = Field(None, description=(
+        "Subject x voxel store (`vbmkit stack`) to stream the maps from instead of the image files: "
+        "memory stays bounded for any N x V (no permutations from a store)."))
+    mask_threshold: float = Field(0.1, ge=0.0, description="Absolute threshold of the mask rule (CAT12-like default 0.1).")
+    mask_rule: Literal["mean", "all"] = Field("all", description=(
+        "Which images must exceed mask_threshold: 'all' (every image: SPM/CAT12's absolute threshold "
+        "masking; default) or 'mean' (the mean map, vbmkit's rule before issue 14)."))
     threshold: float | None = Field(None, gt=0.0, description=(
         "Statistic threshold for the stability map and clusters; default: the t (or F) of "
         "uncorrected p = 0.001."))
@@ -206,7 +226,9 @@ class QcConfig(_Section):
 
 
 class RoiConfig(_Section):
-    atlas: str = Field("lpba40", description="Atlas name (atlases/<name>/ or the deepmriprep wheel) or a NIfTI path.")
+    atlas: str = Field("lpba40", description=(
+        "Atlas name (`vbmkit atlases` lists them), several separated by commas, 'all', 'cat12' "
+        "(neuromorphometrics, lpba40, cobra, hammers) or a label NIfTI path."))
     tissues: list[Literal["gm", "wm", "csf"]] = Field(default_factory=lambda: ["gm", "wm", "csf"],
                                                       description="Tissues to measure (csf when mwp3 exists).")
     native: bool = Field(False, description=(
@@ -233,6 +255,41 @@ class ReportConfig(_Section):
     screenshot: bool = Field(False, description="Also render report.png with headless Chromium when installed.")
 
 
+class ComputeConfig(_Section):
+    """Where subject-level work runs: a Dask cluster started with dask-jobqueue (``--cluster``)."""
+
+    cores: int = Field(2, ge=1, le=1024, description="CPU cores per batch job (shared by its workers).")
+    memory: str = Field("8GB", description="Memory per batch job, as the scheduler writes it ('8GB', '16GiB').")
+    walltime: str = Field("04:00:00", description="Run time limit of each batch job (HH:MM:SS).")
+    queue: str | None = Field(None, description="Partition (SLURM) or queue (PBS, SGE) to submit to.")
+    account: str | None = Field(None, description="Account / project charged for the jobs.")
+    job_extra_directives: list[str] = Field(default_factory=list, description=(
+        "Extra lines for the job header, e.g. ['--gres=gpu:1'] (SLURM) or ['-l ngpus=1'] (PBS)."))
+    job_script_prologue: list[str] = Field(default_factory=list, description=(
+        "Shell lines run before the worker starts, e.g. ['module load cuda', 'source ~/vbm/.venv/bin/activate']."))
+    processes: int = Field(1, ge=1, le=256, description="Dask worker processes per job (each gets cores / processes threads).")
+    gpus: int = Field(0, ge=0, le=64, description=(
+        "GPUs per job: one worker process per GPU, each computing on its own device (cuda:0, cuda:1, ...)."))
+    maximum_jobs: int = Field(10, ge=1, le=100000, description="Most batch jobs running at once (the cluster adapts up to it).")
+    retries: int = Field(2, ge=0, le=100, description=(
+        "Reruns of a subject whose task raised (a worker that dies is handled by the scheduler)."))
+    local_directory: str | None = Field(None, description="Node-local scratch folder for the Dask workers ($TMPDIR).")
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_unit(cls, v: str) -> str:
+        if not re.fullmatch(r"\s*\d+(\.\d+)?\s*([KMGT]i?B)\s*", v):
+            raise ValueError(f"expected a size with a unit, e.g. '8GB' or '16GiB'; got {v!r}")
+        return v.strip()
+
+    @field_validator("walltime")
+    @classmethod
+    def _walltime_format(cls, v: str) -> str:
+        if not re.fullmatch(r"(\d+-)?\d{1,3}:\d{2}(:\d{2})?", v):
+            raise ValueError(f"expected a walltime HH:MM:SS (or D-HH:MM:SS); got {v!r}")
+        return v
+
+
 class StudyConfig(_Section):
     schema_version: Annotated[int, Field(description="Version of this schema; must be 1.")] = SCHEMA_VERSION
     name: str = Field("study", description="Short name of the study.")
@@ -245,6 +302,7 @@ class StudyConfig(_Section):
     roi: RoiConfig | None = None
     compare: CompareConfig | None = None
     report: ReportConfig | None = None
+    compute: ComputeConfig | None = None
 
     @field_validator("name")
     @classmethod

@@ -86,7 +86,7 @@ def test_one_4d_image_and_errors(cohort):
     res = vbmkit.GLM("age", subsamples=0, device="cpu").fit(img, table[["age"]]).compute_contrast("age")
     ref = vbmkit.GLM("age", subsamples=0, device="cpu").fit(paths, table[["age"]]).compute_contrast("age")
     np.testing.assert_array_equal(res.t.get_fdata(), ref.t.get_fdata())
-    with pytest.raises(CovariateError, match="expected one row per image \\(30 images\\); got 29 rows"):
+    with pytest.raises(CovariateError, match=r"expected a pandas DataFrame with one row per image \(30\); got \(29, 1\)"):
         vbmkit.GLM("age").fit(paths, table[["age"]].iloc[:29])
 
 

@@ -20,7 +20,7 @@ COMMANDS = typer.main.get_command(app).commands
 #: commands that compute (torch): they take --device
 COMPUTING = {"preprocess", "glm", "roi", "compare", "demo", "run"}
 #: commands that only write files (a cohort, a YAML, a store of maps): no --device
-WRITING = {"simulate", "init", "stack"}
+WRITING = {"simulate", "init", "stack", "atlases"}
 #: commands that fit a model from a covariate table
 MODELLING = {"glm", "roi", "compare"}
 #: option -> its Enum choices, on every command that has the option

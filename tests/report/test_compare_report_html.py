@@ -111,3 +111,14 @@ def test_report_renders_in_headless_chromium(report_file, tmp_path):
     assert shot.png_size(png) == (1200, 2000)
     img = mpimg.imread(png)
     assert img.std() > 0.05  # not a blank page: tables and figures drew pixels
+
+
+def test_reference_note_is_in_the_title(tmp_path):
+    """A benchmark's synthetic reference is said in the title, not passed off as CAT12."""
+    metrics, paired, tmaps, worst = _metrics_and_arrays()
+    metrics["reference"]["note"] = "synthetic reference: a noisy copy"
+    text = write_compare_report(tmp_path / "r.html", metrics, paired=paired).read_text()
+    title = re.search(r"<h1[^>]*>(.*?)</h1>", text, re.S).group(1)
+    assert "vbmkit vs CAT12" in title and "synthetic reference: a noisy copy" in title
+    plain = write_compare_report(tmp_path / "p.html", _metrics_and_arrays()[0], paired=paired).read_text()
+    assert "synthetic" not in re.search(r"<h1[^>]*>(.*?)</h1>", plain, re.S).group(1)

@@ -128,6 +128,7 @@ def test_values_match_direct_permutation_inference(cohort, tfce_run):
     np.testing.assert_array_equal(_load(out / "age" / "p_fwe.nii.gz")[mask],
                                   direct.p_fwe_voxel.numpy()[mask].astype(np.float32))
     clusters = pd.read_csv(out / "age" / "clusters.csv")
+    clusters = clusters[clusters["peak"] == 1]  # one row per peak: the cluster maximum first
     big = [c for c in direct.clusters if c.extent >= 10]
     assert list(clusters["p_fwe_cluster"]) == [c.p_fwe_extent for c in big]
     assert list(clusters["p_fwe_mass"]) == [c.p_fwe_mass for c in big]

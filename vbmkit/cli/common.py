@@ -59,6 +59,14 @@ class SkullStripChoice(_Choice):
     never = "never"
 
 
+class ClusterChoice(_Choice):
+    """``--cluster`` of preprocess and run: the batch system dask-jobqueue submits workers to."""
+
+    slurm = "slurm"
+    pbs = "pbs"
+    sge = "sge"
+
+
 DeviceOption = Annotated[DeviceChoice, typer.Option(
     "--device", help="Where to compute: auto (CUDA when present), cpu or cuda (pick a GPU with "
     "CUDA_VISIBLE_DEVICES).")]
@@ -69,6 +77,12 @@ EngineOption = Annotated[EngineChoice | None, typer.Option(
     "--engine", help="Preprocessing engine: classic (default) or deepmriprep.", show_default=False)]
 SkullStripOption = Annotated[SkullStripChoice | None, typer.Option(
     "--skull-strip", help="Brain extraction: auto (default), always or never.", show_default=False)]
+SchedulerOption = Annotated[str | None, typer.Option(
+    "--scheduler", help="Run the subjects on a running Dask scheduler: its address (tcp://host:8786) or "
+    "scheduler file; the output folder must be shared with the workers.", show_default=False)]
+ClusterOption = Annotated[ClusterChoice | None, typer.Option(
+    "--cluster", help="Start Dask workers as batch jobs (slurm, pbs or sge) sized by the study YAML's "
+    "compute: section.", show_default=False)]
 
 
 def format_validation_error(exc: Exception, *, source: str | None = None) -> str:

@@ -19,6 +19,13 @@ class TailChoice(str, Enum):
     both = "both"
 
 
+class MaskRuleChoice(str, Enum):
+    """``--mask-rule``: the mean map exceeds the threshold, or every image does (SPM/CAT12)."""
+
+    mean = "mean"
+    all = "all"
+
+
 class ConnectivityChoice(str, Enum):
     """``--tfce-connectivity``: faces (6), faces and edges (18), or all neighbours (26)."""
 
@@ -61,7 +68,9 @@ def app_command(
     permutations: Annotated[int | None, typer.Option("--permutations", min=0, help="Freedman-Lane permutations for FWE p; 0: none (default 0).")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of subsamples and permutations (default 0).")] = None,
     mask: Annotated[Path | None, typer.Option("--mask", help="Mask image (non-zero = in) on the maps' grid.")] = None,
+    store: Annotated[Path | None, typer.Option("--store", help="Subject x voxel store (vbmkit stack) to stream the maps from instead of IMAGES; memory stays bounded for any N x V.", show_default=False)] = None,
     mask_threshold: Annotated[float | None, typer.Option("--mask-threshold", help="Threshold on the mean map when no --mask (default 0.1).")] = None,
+    mask_rule: Annotated[MaskRuleChoice | None, typer.Option("--mask-rule", help="Mask when no --mask: all (default: every image > threshold, SPM/CAT12's absolute threshold) or mean (mean map > threshold).", show_default=False)] = None,
     threshold: Annotated[float | None, typer.Option("--threshold", help="Statistic threshold for stability and clusters (default: p < 0.001 uncorrected).")] = None,
     stratify: Annotated[str | None, typer.Option("--stratify", help="Categorical column to stratify the subsamples by.")] = None,
     missing: MissingOption = None,
@@ -91,7 +100,9 @@ def app_command(
     overrides = {k: v for k, v in {
         "maps": map_kind, "formula": formula, "standardize": standardize, "subsamples": subsamples,
         "fraction": fraction, "stratify": stratify, "permutations": permutations, "seed": seed, "mask": mask,
-        "mask_threshold": mask_threshold, "threshold": threshold, "cluster_min_voxels": cluster_min_voxels,
+        "store": store,
+        "mask_threshold": mask_threshold, "mask_rule": mask_rule.value if mask_rule is not None else None,
+        "threshold": threshold, "cluster_min_voxels": cluster_min_voxels,
         "memory_gb": memory_gb, "tfce": tfce, "tfce_e": tfce_e, "tfce_h": tfce_h,
         "tfce_connectivity": int(tfce_connectivity.value) if tfce_connectivity is not None else None,
         "cluster_p": cluster_p, "tail": tail.value if tail is not None else None, "blocks": blocks,
@@ -108,10 +119,11 @@ def app_command(
         id_col = id_column if id_column is not None else id_col
         missing_policy = str(missing) if missing is not None else missing_policy
         out = out if out is not None else glm_out
+        items = [] if settings.store is not None and not images else items  # the store replaces the maps
     else:
         glm_out = None
-        if not images:
-            raise ConfigError("glm: expected IMAGES (files, globs or folders) or --study; got neither")
+        if not images and store is None:
+            raise ConfigError("glm: expected IMAGES (files, globs or folders), --store or --study; got none")
         if covariates is None:
             raise ConfigError("glm: expected --covariates FILE (CSV or TSV)")
         if formula is None:
@@ -121,7 +133,7 @@ def app_command(
         if out is None:
             raise ConfigError("glm: expected --out DIR")
         settings = GlmConfig.model_validate({**overrides, "device": device})
-        items, table = list(images), covariates
+        items, table = list(images or []), covariates
         id_col = id_column if id_column is not None else "participant_id"
         missing_policy = str(missing) if missing is not None else "error"
     if missing_policy not in ("error", "drop"):
@@ -156,6 +168,8 @@ def _from_study(path: Path, *, images: list[str] | None):
     settings = cfg.glm
     if settings.mask is not None:
         settings = settings.model_copy(update={"mask": plan.resolve(settings.mask)})
+    if settings.store is not None:  # glm.store: relative to the YAML, as glm.mask
+        settings = settings.model_copy(update={"store": plan.resolve(settings.store)})
     glm_out = plan.out / "glm"
     return items, plan.covariates, cfg.inputs.id_column, settings, glm_out, cfg.inputs.missing, cfg.device
 

@@ -67,3 +67,6 @@ app.command("compare")(_compare)
 from vbmkit.cli.stack import app_command as _stack  # noqa: E402
 
 app.command("stack")(_stack)
+from vbmkit.cli.atlases import app_command as _atlases  # noqa: E402
+
+app.command("atlases")(_atlases)

@@ -7,7 +7,22 @@ from typing import Annotated
 
 import typer
 
-from vbmkit.cli.common import DeviceOption, EngineOption, SkullStripOption, handle_errors
+from vbmkit.cli.common import (
+    ClusterOption,
+    DeviceOption,
+    EngineOption,
+    SchedulerOption,
+    SkullStripOption,
+    _Choice,
+    handle_errors,
+)
+
+
+class LayoutChoice(_Choice):
+    """``--layout`` of preprocess: CAT12's folder names or BIDS-derivatives names."""
+
+    cat12 = "cat12"
+    bids = "bids"
 
 
 @handle_errors
@@ -18,11 +33,17 @@ def app_command(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (required unless --study sets out).")] = None,
     fwhm: Annotated[list[float] | None, typer.Option("--fwhm", help="Smoothing FWHM in mm; repeat for several (default 6).")] = None,
     device: DeviceOption = "auto",
-    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Subjects in parallel (CPU processes; default 1).")] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Subjects in parallel (local Dask worker processes; default 1: in this process).")] = None,
+    scheduler: SchedulerOption = None,
+    cluster: ClusterOption = None,
     engine: EngineOption = None,
     skull_strip: SkullStripOption = None,
     save_deformation: Annotated[bool | None, typer.Option("--save-deformation/--no-save-deformation",
                                                           help="Also write y_<name>.nii.gz.", show_default=False)] = None,
+    layout: Annotated[LayoutChoice | None, typer.Option(
+        "--layout", help="Output names: cat12 (OUT/<name>/mri/mwp1<name>.nii.gz) or bids (OUT/sub-X/[ses-Y/]anat/"
+                         "sub-X_space-MNI152NLin2009cAsym_label-GM_desc-modulated_probseg.nii.gz; docs/outputs.md). "
+                         "Default: the study's preprocess.layout, else cat12.", show_default=False)] = None,
     study: Annotated[Path | None, typer.Option("--study", help="Study YAML: its preprocess section and inputs.t1 are the defaults.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -31,12 +52,15 @@ def app_command(
 
     Writes OUT/<name>/mri/*.nii.gz, OUT/<name>/report/<name>.json, OUT/volumes.csv and
     OUT/errors.csv. Finished subjects are skipped on a rerun; the exit status is 1 when any input failed.
+    Each subject is one Dask task: --jobs N local workers, --scheduler ADDRESS or --cluster slurm|pbs|sge.
     """
     from vbmkit.config import PreprocessConfig
     from vbmkit.errors import ConfigError
+    from vbmkit.workflows.compute import ComputeTarget
     from vbmkit.workflows.preprocess import run_preprocess
 
     base = PreprocessConfig()
+    compute_cfg = None
     device_name = device.value
     study_inputs: list[str] = []
     study_out = None
@@ -46,9 +70,11 @@ def app_command(
         study_inputs = list(cfg.inputs.t1)
         out = out if out is not None else study_out
         device_name = device_name if device != "auto" else cfg.device
+        compute_cfg = cfg.compute
     overrides = {k: v for k, v in {"fwhm": fwhm or None, "jobs": jobs,
                                    "engine": engine.value if engine is not None else None,
-                                   "skull_strip": skull_strip.value if skull_strip is not None else None, "save_deformation": save_deformation}.items()
+                                   "skull_strip": skull_strip.value if skull_strip is not None else None, "save_deformation": save_deformation,
+                                   "layout": layout.value if layout is not None else None}.items()
                  if v is not None}
     settings = PreprocessConfig.model_validate({**base.model_dump(), **overrides})
     items = list(inputs) if inputs else study_inputs
@@ -56,13 +82,17 @@ def app_command(
         raise ConfigError("preprocess: expected T1 inputs (files, globs or folders); got none")
     if out is None:
         raise ConfigError("preprocess: expected --out DIR (or a --study YAML that sets out); got neither")
+    target = ComputeTarget(jobs=settings.jobs, scheduler=scheduler,
+                           cluster=cluster.value if cluster is not None else None, config=compute_cfg)
+    # local work (settings.jobs workers) is run_preprocess's default; a cluster is passed on
+    remote = {"compute": target} if target.remote else {}
     if study is not None and out == study_out:  # <study out>/preprocess: the study folder lists it
         from vbmkit.io.ownership import owned_entry
 
         with owned_entry(study_out.parent, study_out.name, command="run"):
-            summary = run_preprocess(items, out, settings, device=device_name, progress=not quiet)
+            summary = run_preprocess(items, out, settings, device=device_name, progress=not quiet, **remote)
     else:
-        summary = run_preprocess(items, out, settings, device=device_name, progress=not quiet)
+        summary = run_preprocess(items, out, settings, device=device_name, progress=not quiet, **remote)
     if summary.skipped and not summary.done and not summary.failed:  # every subject reused
         typer.echo(f"up to date: {out} ({len(summary.skipped)} subjects already preprocessed)")
         return

@@ -1,4 +1,4 @@
-"""``vbmkit roi``: regional GM/WM volumes per subject from modulated maps (LPBA40 by default)."""
+"""``vbmkit roi``: regional GM/WM volumes per subject from modulated maps (LPBA40 by default; several atlases)."""
 
 from __future__ import annotations
 
@@ -29,8 +29,11 @@ def app_command(
     images: Annotated[list[str], typer.Argument(
         help="mwp1/mwp2(/mwp3) maps: files, globs, or vbmkit / CAT12 / deepmriprep output folders.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for the tables.")],
-    atlas: Annotated[str, typer.Option("--atlas", help="Atlas name (lpba40, neuromorphometrics, hammers, ...) "
-                                                       "or a label NIfTI with <stem>_labels.csv beside it.")] = "lpba40",
+    atlas: Annotated[str, typer.Option("--atlas", help="Atlas name (lpba40, neuromorphometrics, hammers, ...; "
+                                                       "`vbmkit atlases` lists them), several separated by "
+                                                       "commas, 'all', 'cat12' (neuromorphometrics, lpba40, "
+                                                       "cobra, hammers) or a label NIfTI with <stem>_labels.csv "
+                                                       "beside it.")] = "lpba40",
     covariates: Annotated[Path | None, typer.Option("--covariates", "-c", help="Covariate CSV/TSV for ROI statistics.")] = None,
     id_column: Annotated[str, typer.Option("--id-column", help="Subject ID column of the covariates.")] = "participant_id",
     formula: Annotated[str | None, typer.Option("--formula", "-f", help="Right-hand side, e.g. 'age + C(sex) + TIV'.")] = None,
@@ -58,8 +61,9 @@ def app_command(
         typer.echo(f"up to date: {out} ({summary['subjects']} subjects x {summary['regions']} "
                    f"{summary['atlas']} regions)")
         return
-    cov = summary["gm_fraction_in_atlas"]
     typer.echo(f"{summary['subjects']} subjects x {summary['regions']} {summary['atlas']} regions x "
                f"{'/'.join(summary['tissues'])} -> {out}")
-    typer.echo(f"GM inside the atlas: median {cov['median']:.1%} (min {cov['min']:.1%}, max {cov['max']:.1%})")
+    for name, part in summary.get("atlases", {summary["atlas"]: summary}).items():
+        cov = part["gm_fraction_in_atlas"]
+        typer.echo(f"GM inside {name}: median {cov['median']:.1%} (min {cov['min']:.1%}, max {cov['max']:.1%})")
     typer.echo("wrote " + ", ".join(summary["files"]))

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from vbmkit.cli.common import DeviceChoice, handle_errors
+from vbmkit.cli.common import ClusterOption, DeviceChoice, SchedulerOption, handle_errors
 
 
 @handle_errors
@@ -20,11 +20,14 @@ def app_command(
         "--device", help="Where to compute: auto (CUDA when present), cpu or cuda; overrides the YAML's "
         "device and glm.device.", show_default=False)] = None,
     check: Annotated[bool, typer.Option("--check", help="Only validate the YAML; run nothing.")] = False,
+    scheduler: SchedulerOption = None,
+    cluster: ClusterOption = None,
 ) -> None:
     """Run a whole VBM study: preprocess, QC, GLM, ROI, compare and report.html.
 
     Everything in the YAML is validated before any work starts; a rerun redoes only what is
-    missing or stale.
+    missing or stale. Preprocessing runs one Dask task per subject: preprocess.jobs local workers,
+    --scheduler ADDRESS or --cluster slurm|pbs|sge (sized by the YAML's compute: section).
     """
     if check:
         from vbmkit.workflows.study.plan import load_study
@@ -39,7 +42,8 @@ def app_command(
     from vbmkit.workflows.study import run_study
 
     provenance = run_study(study, out=out, device=device.value if device is not None else None,
-                           progress=typer.echo)
+                           progress=typer.echo, scheduler=scheduler,
+                           cluster=cluster.value if cluster is not None else None)
     typer.echo(f"report: {Path(provenance['out']) / 'report.html'}")
 
 

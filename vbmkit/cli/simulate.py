@@ -24,6 +24,10 @@ def app_command(
     group_effect: Annotated[float, typer.Option("--group-effect", min=0.0, max=0.5,
                                                 help="Fraction of GM lost by patients in the group regions.")] = 0.15,
     noise: Annotated[float, typer.Option("--noise", min=0.0, help="SD of the image noise (T1 scale ~1).")] = 0.03,
+    ventricle_widening: Annotated[float, typer.Option(
+        "--ventricle-widening", min=0.0, max=0.2,
+        help="Outward move of the lateral ventricles' wall in mm per year of age (WM recedes, CSF fills, GM "
+             "unchanged; e.g. 0.05: 3 mm over 60 years). Writes truth/periventricular_band.nii.gz.")] = 0.0,
     images: Annotated[bool, typer.Option("--images/--no-images", help="Make the T1 images (else only truth/ "
                                          "maps and participants.tsv, for statistics-only runs).")] = True,
     yes: Annotated[bool, typer.Option("--yes", help="Go ahead when the cohort needs more than 5 GB of disk.")] = False,
@@ -44,7 +48,8 @@ def app_command(
     )
 
     params = CohortParameters(voxel_size_mm=voxel_size, age_effect_per_year=age_effect,
-                              group_effect=group_effect, noise_sd=noise)
+                              group_effect=group_effect, noise_sd=noise,
+                              ventricle_widening_mm_per_year=ventricle_widening)
     estimate = estimate_disk(n, parameters=params, images=images)
     check_disk(estimate, out, n=n, confirmed=yes)
     typer.echo(f"simulate: {n} subjects -> {out}: about {estimate.files:,} files, {format_bytes(estimate.bytes)}")
@@ -53,4 +58,5 @@ def app_command(
     typer.echo(f"{summary['n']} subjects in {out} ({len(summary['written'])} written, "
                f"{len(summary['skipped'])} already there); participants.tsv, truth/")
     typer.echo(f"planted: atrophy with age in {', '.join(AGE_REGIONS)}; "
-               f"patients < controls in {', '.join(GROUP_REGIONS)}; head size by sex")
+               f"patients < controls in {', '.join(GROUP_REGIONS)}; head size by sex"
+               + (f"; lateral ventricles widening {ventricle_widening:g} mm/year" if ventricle_widening > 0 else ""))

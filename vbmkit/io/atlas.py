@@ -190,37 +190,97 @@ def _load_cached(image: str, table: str) -> tuple[np.ndarray, np.ndarray, np.nda
     return rounded.astype(np.int64), canon.affine.copy(), stored, read_label_table(table)
 
 
+@lru_cache(maxsize=32)
+def _resampled_cached(image: str, table: str, shape: tuple[int, int, int], affine_bytes: bytes) -> np.ndarray:
+    labels, affine, _, _ = _load_cached(image, table)
+    target = Grid(shape, np.frombuffer(affine_bytes, dtype=np.float64).reshape(4, 4))
+    out = resample_labels(labels, Grid(labels.shape, affine), target)
+    out.setflags(write=False)
+    return out
+
+
 def load_atlas(name: str = "lpba40", *, grid: Grid | None = None) -> Atlas:
     """Load an atlas by name (``atlases/<name>/`` or the deepmriprep wheel) or NIfTI path.
 
     Parameters
     ----------
     name : str
-        ``lpba40`` (vbmkit's copy on the 1.5 mm output grid), any atlas of the deepmriprep
-        wheel (``neuromorphometrics``, ``hammers``, ``cobra``, ...) or a path to a label
-        NIfTI with its table beside it (``<stem>_labels.csv`` or ``<stem>.csv``).
+        A name of :data:`vbmkit.io.atlas_catalog.CATALOG` (``lpba40``: vbmkit's copy on the
+        1.5 mm output grid; ``neuromorphometrics``, ``cobra``, ``hammers``, ``aal3``, ...,
+        ``schaefer100``..``schaefer600``: the deepmriprep wheel's label images, any case, also by
+        their file stem), or a path to a label NIfTI with its table beside it
+        (``<stem>_labels.csv`` or ``<stem>.csv``).
     grid : Grid, optional
         Resample the labels onto this grid by nearest neighbour (:func:`resample_labels`) when
-        the atlas is on another one.
+        the atlas is on another one. Default: a named atlas comes on vbmkit's output grid
+        (``Template_4_GS``, 113 x 137 x 113, 1.5 mm); a user's NIfTI stays on its own grid.
 
     Returns
     -------
     Atlas
+        ``name`` is the catalog name (``schaefer100``) or the file stem of a user atlas.
 
     Raises
     ------
     ResourceError
         When the image or its label table is missing, or the table is malformed.
     """
-    image, table_path = atlas_paths(name)
+    from vbmkit.io.atlas_catalog import catalog_entry
+
+    entry = catalog_entry(name) if not str(name).lower().endswith((".nii", ".gz")) else None
+    stored_out = None
+    if entry is not None and grid is None:
+        from vbmkit.io.templates import output_grid
+
+        grid, stored_out = output_grid()
+    image, table_path = atlas_paths(entry.file if entry is not None else name)
     labels, affine, stored, table = _load_cached(str(image), str(table_path))
     atlas_grid = Grid(labels.shape, affine)
     if grid is not None and not atlas_grid.matches(grid):
-        labels = resample_labels(labels, atlas_grid, grid)
+        key = tuple(int(s) for s in grid.shape), np.ascontiguousarray(grid.affine, dtype=np.float64).tobytes()
+        labels = _resampled_cached(str(image), str(table_path), *key)
+        stored = stored_out if stored_out is not None else grid.affine.copy()
         atlas_grid = grid
-    stem = Path(name).name.split(".")[0] if Path(name).suffix in (".nii", ".gz") else name
-    return Atlas(name=stem, labels=torch.from_numpy(np.ascontiguousarray(labels)), grid=atlas_grid,
+    if entry is not None:
+        stem = entry.name
+    else:
+        stem = Path(name).name.split(".")[0] if Path(name).suffix in (".nii", ".gz") else name
+    return Atlas(name=stem, labels=torch.from_numpy(np.array(labels, copy=True)), grid=atlas_grid,
                  stored_affine=stored, table=table.copy())
+
+
+def describe_atlases(names: list[str] | None = None) -> list[dict]:
+    """One row per named atlas: regions, how much of the template's GM it covers, source, licence.
+
+    Parameters
+    ----------
+    names : list of str, optional
+        Catalog names (default all of :data:`vbmkit.io.atlas_catalog.CATALOG`).
+
+    Returns
+    -------
+    list of dict
+        ``name``, ``regions`` (rows of its table), ``on_grid`` (regions with at least one voxel
+        on the 1.5 mm output grid), ``template_gm_fraction`` (share of Template_4_GS's GM, the
+        sum of its GM probabilities, inside the atlas's labels), ``cat12_default``, ``file``,
+        ``source``, ``licence``.
+    """
+    from vbmkit.io.atlas_catalog import CAT12_DEFAULT, CATALOG
+    from vbmkit.io.templates import load_shooting_template
+
+    gm = load_shooting_template().data[0].numpy().astype(np.float64)
+    rows = []
+    for name in names if names is not None else list(CATALOG):
+        entry = CATALOG[name]
+        atlas = load_atlas(name)
+        labels = atlas.labels.numpy()
+        present = np.isin(atlas.region_ids, np.unique(labels))
+        inside = np.isin(labels, atlas.region_ids)
+        rows.append({"name": name, "regions": len(atlas.table), "on_grid": int(present.sum()),
+                     "template_gm_fraction": round(float(gm[inside].sum() / gm.sum()), 4),
+                     "cat12_default": name in CAT12_DEFAULT, "file": entry.file,
+                     "source": entry.source, "licence": entry.licence})
+    return rows
 
 
 def region_at_mm(atlas: Atlas, xyz_mm) -> str:

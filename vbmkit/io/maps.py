@@ -1,192 +1,31 @@
-"""Preprocessed maps for the statistics: find them, match them to subject IDs, load them masked.
+"""Preprocessed maps for the statistics: check their grids, load them masked, put results back on the grid.
 
-Layouts recognised when a folder is given (``kind`` is the map kind, e.g. ``s6mwp1``):
-
-==========================  ==============================================================
-vbmkit                      ``<out>/<name>/mri/<kind><name>.nii.gz``
-CAT12                       ``<dir>/mri/<kind><name>.nii``; BIDS input: ``sub-X/[ses-Y/]anat/<kind>sub-X_..._T1w.nii``
-deepmriprep ``sub``/``cat``  ``<dir>/<name>/[mri/]<kind><name>.nii.gz``
-deepmriprep ``flat``         ``<dir>/<kind><name>.nii.gz``
-deepmriprep ``mod``          ``<dir>/<kind>/<name>.nii.gz``
-deepmriprep BIDS             ``derivatives/deepmriprep-v*/sub-X/anat/sub-X_<kind>.nii.gz``
-==========================  ==============================================================
-
-Files and globs are taken as given. Each file's subject is the covariate ID that occurs in
-its name (:func:`match_ids`).
+Finding map files and matching them to subject IDs lives in :mod:`vbmkit.io.map_files`; its
+public names (``find_maps``, ``file_id``, ``match_ids``, ``Matched``) are re-exported here.
 """
 
 from __future__ import annotations
 
-import glob
-import os
-import re
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from vbmkit.errors import CovariateError, ImageError
-from vbmkit.io.nifti import image_stem, is_image_path, load_grid, load_map, load_volume
+from vbmkit.errors import ConfigError, ImageError
+from vbmkit.io.map_files import Matched, file_id, find_maps, match_ids
+from vbmkit.io.nifti import load_grid, load_map, load_volume
 from vbmkit.space import Grid
 from vbmkit.stats.qc import MapSanity, map_sanity, robust_z
 
-_GLOB_CHARS = re.compile(r"[*?\[]")
+__all__ = ["MaskedMaps", "Matched", "check_grids", "check_map_values", "file_id", "find_maps", "load_maps",
+           "load_mask", "match_ids", "unmask", "warn_outlying_means"]
+
 #: Full volumes up to this many bytes are kept in memory for the mean-map mask (one pass over
 #: the files); larger studies read every file twice instead.
 _ONE_PASS_BYTES = 1 << 30
-
-
-def _is_map_of_kind(path: Path, kind: str) -> bool:
-    stem = image_stem(path)
-    if stem.startswith("."):  # temporary files of atomic writes
-        return False
-    return stem.startswith(kind) or stem.endswith(f"_{kind}") or path.parent.name == kind
-
-
-def find_maps(inputs: Iterable[str | os.PathLike], *, kind: str = "s6mwp1") -> list[Path]:
-    """Expand files, globs and output folders into a sorted list of map files.
-
-    Parameters
-    ----------
-    inputs : iterable of str or path
-        Image files (taken as given), glob patterns (image files among the matches are taken
-        as given; folders among them are searched), or folders searched recursively for maps
-        of ``kind`` in the layouts listed in the module docstring.
-    kind : str
-        Map kind to select inside folders: file names starting with it (``s6mwp1sub-01.nii``),
-        ending with ``_<kind>`` (deepmriprep BIDS) or files in a folder named ``kind``
-        (deepmriprep ``mod`` layout).
-
-    Returns
-    -------
-    list of Path
-        Unique files in sorted order.
-
-    Raises
-    ------
-    ImageError
-        When an input matches nothing (naming the input and, for folders, the kind looked for).
-    """
-    found: list[Path] = []
-    for item in inputs:
-        text = str(item)
-        if _GLOB_CHARS.search(text) and not Path(text).exists():
-            matches = sorted(glob.glob(text, recursive=True))
-            if not matches:
-                raise ImageError(f"images {text!r}: expected the glob to match image files; it matches nothing")
-            paths = [Path(m) for m in matches]
-        else:
-            paths = [Path(text)]
-        for p in paths:
-            if p.is_dir():
-                hits = sorted(f for f in p.rglob("*") if f.is_file() and is_image_path(f)
-                              and _is_map_of_kind(f, kind))
-                if not hits:
-                    raise ImageError(f"images {p}: expected {kind}* maps in this folder (vbmkit, CAT12 "
-                                     f"or deepmriprep layout); found none (choose the kind with --map)")
-                found += hits
-            elif p.is_file():
-                if is_image_path(p):
-                    found.append(p)
-                elif not _GLOB_CHARS.search(text):
-                    raise ImageError(f"images {p}: expected a NIfTI image (.nii or .nii.gz) or a folder")
-            else:
-                raise ImageError(f"images {p}: expected a file, a glob or a folder; it does not exist")
-    unique = sorted({f.resolve(): f for f in found}.values(), key=lambda f: str(f))
-    if not unique:
-        raise ImageError(f"images {list(map(str, inputs))}: expected at least one image; found none")
-    return unique
-
-
-def _occurs(identifier: str, name: str) -> bool:
-    """True when ``identifier`` occurs in ``name`` as a whole ID, not as the start of a longer one.
-
-    A trailing digit must not be followed by another digit (``sub-01`` is not in ``sub-010``);
-    a leading digit must not follow another digit (``01`` is not in ``101``). Letters before
-    the ID are allowed because map kinds are glued to it (``s6mwp1sub-01``).
-    """
-    start = 0
-    while True:
-        i = name.find(identifier, start)
-        if i < 0:
-            return False
-        j = i + len(identifier)
-        after_ok = j == len(name) or not (identifier[-1].isalnum() and name[j].isalnum()
-                                           and (name[j].isdigit() == identifier[-1].isdigit()))
-        before_ok = i == 0 or not (identifier[0].isdigit() and name[i - 1].isdigit())
-        if after_ok and before_ok:
-            return True
-        start = i + 1
-
-
-def file_id(path: Path, ids: Sequence[str], *, kind: str | None = None) -> str | None:
-    """The subject ID of one file: the longest ID occurring in its name, else in its folders.
-
-    Raises
-    ------
-    CovariateError
-        When two different IDs of the same, longest length occur in one name.
-    """
-    stem = image_stem(path)
-    if kind and stem.startswith(kind):
-        stem = stem[len(kind):]  # "s6mwp1" must not match the IDs "1" or "6"
-    names = [stem] + [part for part in reversed(path.parent.parts)]
-    for name in names:
-        hits = [i for i in ids if i and i in name and _occurs(i, name)]  # "in" first: fast C check
-        if hits:
-            longest = max(len(h) for h in hits)
-            top = sorted({h for h in hits if len(h) == longest})
-            if len(top) > 1:
-                raise CovariateError(f"image {path}: expected one covariate ID in its name; found {top}")
-            return top[0]
-    return None
-
-
-@dataclass(frozen=True)
-class Matched:
-    """Images matched to covariate IDs.
-
-    Attributes
-    ----------
-    paths : list of Path
-        One image per matched ID, in the order of ``ids``.
-    ids : list of str
-        IDs that have both a row and an image (covariate table order).
-    images_without_row : list of Path
-    rows_without_image : list of str
-    """
-
-    paths: list[Path]
-    ids: list[str]
-    images_without_row: list[Path]
-    rows_without_image: list[str]
-
-
-def match_ids(paths: Sequence[Path], ids: Sequence[str], *, kind: str | None = None) -> Matched:
-    """Pair every image with the covariate ID in its name.
-
-    Raises
-    ------
-    CovariateError
-        When two images carry the same ID (both files named).
-    """
-    by_id: dict[str, Path] = {}
-    unmatched: list[Path] = []
-    for p in paths:
-        ident = file_id(Path(p), ids, kind=kind)
-        if ident is None:
-            unmatched.append(Path(p))
-        elif ident in by_id:
-            raise CovariateError(f"subject {ident!r}: expected one image per ID; got two: {by_id[ident]} "
-                                 f"and {p} (select one map kind with --map or pass files)")
-        else:
-            by_id[ident] = Path(p)
-    ordered = [i for i in ids if i in by_id]
-    return Matched(paths=[by_id[i] for i in ordered], ids=ordered, images_without_row=unmatched,
-                   rows_without_image=[i for i in ids if i not in by_id])
 
 
 @dataclass(frozen=True, eq=False)
@@ -288,7 +127,7 @@ def warn_outlying_means(means: torch.Tensor, paths: Sequence[Path], *, where: st
 
 
 def load_maps(paths: Sequence[Path], *, mask: np.ndarray | None = None, mask_threshold: float = 0.1,
-              drop_constant: bool = False, check_subjects: bool = True,
+              mask_rule: str = "mean", drop_constant: bool = False, check_subjects: bool = True,
               progress: Callable[[int, int], None] | None = None) -> MaskedMaps:
     """Load N maps into an (N, V) matrix under a mask.
 
@@ -298,10 +137,14 @@ def load_maps(paths: Sequence[Path], *, mask: np.ndarray | None = None, mask_thr
         3-D images on one grid (checked from the headers before any data is read). NaN voxels
         mean 'no data' (outside the field of view, as SPM12 writes them; :func:`load_map`).
     mask : (X, Y, Z) bool ndarray, optional
-        RAS mask on the images' grid. When omitted the mask is ``mean map > mask_threshold``.
+        RAS mask on the images' grid. When omitted the mask is made by ``mask_rule``.
         Either way a voxel that is NaN in any image is left out (it fails the mask rule).
     mask_threshold : float
-        Absolute threshold on the mean map (CAT12-like default 0.1 for GM maps).
+        Absolute threshold of the mask rule (CAT12-like default 0.1 for GM maps).
+    mask_rule : {"mean", "all"}
+        ``mean``: the voxels whose mean over the images exceeds ``mask_threshold``; ``all``: the
+        voxels where every image exceeds it (SPM/CAT12 "absolute threshold masking"). ``all``
+        never holds more voxels than ``mean``, and shrinks as subjects are added.
     drop_constant : bool
         Also leave out voxels whose value is the same in every image (they have no variance,
         hence no t); the returned ``mask`` excludes them.
@@ -328,6 +171,8 @@ def load_maps(paths: Sequence[Path], *, mask: np.ndarray | None = None, mask_thr
     paths = [Path(p) for p in paths]
     if not paths:
         raise ImageError("images: expected at least one image; got none")
+    if mask_rule not in ("mean", "all"):
+        raise ConfigError(f"mask_rule: expected 'mean' or 'all'; got {mask_rule!r}")
     grid = check_grids(paths)
     stored_affine = load_grid(paths[0], canonical=False).affine
     n, v_full = len(paths), grid.n_voxels
@@ -345,6 +190,7 @@ def load_maps(paths: Sequence[Path], *, mask: np.ndarray | None = None, mask_thr
     if mask is None:
         full: np.ndarray | None = np.empty((n, v_full), dtype=np.float32) if one_pass else None
         mean = np.zeros(v_full, dtype=np.float64)
+        low = np.full(v_full, np.inf)  # the smallest value of each voxel over the images (NaN: no data)
         complete = np.ones(v_full, dtype=bool)  # data (not NaN) in every image
         for k, p in enumerate(paths):
             arr = load_map(p).data.numpy().reshape(-1)
@@ -352,27 +198,42 @@ def load_maps(paths: Sequence[Path], *, mask: np.ndarray | None = None, mask_thr
             n_nan[k] = arr.size - int(finite.sum())
             complete &= finite
             mean += np.where(finite, arr, 0.0)
+            if mask_rule == "all":
+                np.minimum(low, np.where(finite, arr, np.inf), out=low)
             if full is not None:
                 full[k] = arr
             tick()
-        above = (mean / n > mask_threshold).reshape(grid.shape)
-        if not above.any():
+        by_mean = (mean / n > mask_threshold).reshape(grid.shape)
+        if mask_rule == "mean" and not by_mean.any():
             raise ImageError(f"mask: expected voxels whose mean over {n} images exceeds the threshold "
                              f"{mask_threshold}; none does (max mean {mean.max() / n:.4g}; lower "
                              "--mask-threshold or give --mask)")
+        above = by_mean if mask_rule == "mean" else (low > mask_threshold).reshape(grid.shape)
+        # With the 'all' rule one empty map empties the mask: the subject checks then run on the
+        # voxels of the mean rule (a superset), so that the broken file is named, not the mask.
+        wide = mask_rule == "all" and check_subjects and bool(by_mean.any())
+        checked = (by_mean if wide else above) & complete.reshape(grid.shape)
+        if full is not None:
+            values = torch.from_numpy(np.ascontiguousarray(full[:, checked.reshape(-1)]))
+            del full
+        else:
+            flat = checked.reshape(-1)
+            values = torch.empty((n, int(flat.sum())), dtype=torch.float32)
+            for k, p in enumerate(paths):  # second pass: the warning was given in the first
+                values[k] = torch.from_numpy(load_map(p, warn=False).data.numpy().reshape(-1)[flat])
+                tick()
+        if wide and values.shape[1] > 0:
+            check_map_values(map_sanity(values), paths)
+        if not above.any():
+            raise ImageError(f"mask: expected voxels where every one of the {n} images exceeds the threshold "
+                             f"{mask_threshold}; none does (largest voxel minimum "
+                             f"{np.max(low[np.isfinite(low)], initial=-np.inf):.4g}"
+                             "; lower --mask-threshold, use --mask-rule mean or give --mask)")
         mask = above & complete.reshape(grid.shape)
         _report_nan_voxels(above, mask, paths, n_nan)
-        if full is not None:
-            data = torch.from_numpy(np.ascontiguousarray(full[:, mask.reshape(-1)]))
-            del full
-            return _finish(data, mask, grid, stored_affine, drop_constant=drop_constant,
-                           check_subjects=check_subjects, paths=paths)
-        flat = mask.reshape(-1)
-        data = torch.empty((n, int(flat.sum())), dtype=torch.float32)
-        for k, p in enumerate(paths):  # second pass: the warning was given in the first
-            data[k] = torch.from_numpy(load_map(p, warn=False).data.numpy().reshape(-1)[flat])
-            tick()
-        return _finish(data, mask, grid, stored_affine, drop_constant=drop_constant,
+        if wide:  # keep the columns of the final mask
+            values = _keep_columns(values, mask[checked])
+        return _finish(values, mask, grid, stored_affine, drop_constant=drop_constant,
                        check_subjects=check_subjects, paths=paths)
     given = np.asarray(mask, dtype=bool)
     flat = given.reshape(-1)

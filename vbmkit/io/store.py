@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,21 @@ DTYPES = {"float32": np.float32, "float16": np.float16}
 
 def _values(path: Path) -> np.ndarray:
     return load_map(path, warn=False).data.numpy().reshape(-1)
+
+
+def _create_arrays(owned, mask: np.ndarray, n: int, *, dtype: str, chunks: tuple[int, int]):
+    """Start the claimed folder's write and create the (N, V) ``data`` array, chunked along voxels,
+    and the 3-D ``mask`` array; returns (group, data)."""
+    import zarr  # heavy: only when a store is written or read
+
+    owned.start()
+    owned.register("zarr.json", "data/", "mask/")
+    v = int(mask.sum())
+    root = zarr.open_group(str(owned.path), mode="w")
+    data = root.create_array("data", shape=(n, v), dtype=DTYPES[dtype],
+                             chunks=(min(chunks[0], n), min(chunks[1], v)), fill_value=0)
+    root.create_array("mask", data=mask.astype(np.uint8), chunks=mask.shape)
+    return root, data
 
 
 def write_store(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, subjects: Sequence[str] | None = None,
@@ -65,7 +80,6 @@ def write_store(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, s
     Path
         ``out``.
     """
-    import zarr  # heavy: only when a store is written or read
 
     paths = [Path(p) for p in paths]
     if not paths:
@@ -106,12 +120,7 @@ def write_store(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, s
     if v == 0:
         raise ImageError(f"mask: expected voxels where the mean of {n} maps exceeds {mask_threshold}; none does")
     with claim(out, command="stack") as owned:
-        owned.start()
-        owned.register("zarr.json", "data/", "mask/")
-        root = zarr.open_group(str(owned.path), mode="w")
-        data = root.create_array("data", shape=(n, v), dtype=DTYPES[dtype],
-                                 chunks=(min(subject_chunk, n), min(voxel_chunk, v)), fill_value=0)
-        root.create_array("mask", data=flat.reshape(grid.shape).astype(np.uint8), chunks=grid.shape)
+        root, data = _create_arrays(owned, flat.reshape(grid.shape), n, dtype=dtype, chunks=(subject_chunk, voxel_chunk))
         sums = []
         for start in range(0, n, subject_chunk):
             block = np.empty((min(subject_chunk, n - start), v), dtype=np.float32)
@@ -128,6 +137,69 @@ def write_store(paths: Sequence[str | os.PathLike], out: str | os.PathLike, *, s
                            "affine": grid.affine.tolist(), "shape": list(grid.shape),
                            "stored_affine": load_grid(paths[0], canonical=False).affine.tolist(),
                            "mask_rule": rule, "dtype": dtype, "vbmkit_version": __version__})
+        owned.finish()
+    return Path(out)
+
+
+def write_store_rows(rows: Iterable[np.ndarray], out: str | os.PathLike, *, subjects: Sequence[str], grid: Grid,
+                     mask: np.ndarray, sources: Sequence[str] | None = None, stored_affine: np.ndarray | None = None,
+                     dtype: str = "float32", subject_chunk: int = 64, voxel_chunk: int = 65536) -> Path:
+    """Write a store from blocks of rows already under a mask (simulations, other pipelines).
+
+    Parameters
+    ----------
+    rows : iterable of (k, V) float ndarray
+        Consecutive subjects' masked values, ``V = mask.sum()``; in total one row per subject.
+        Blocks of ``subject_chunk`` rows write each chunk once.
+    subjects : sequence of str
+        N distinct IDs.
+    grid : Grid
+        The RAS grid of ``mask``.
+    mask : (X, Y, Z) bool ndarray
+    sources : sequence of str, optional
+        Where each row came from (default: the IDs); no checksums are recorded.
+
+    Returns
+    -------
+    Path
+        ``out``.
+
+    Raises
+    ------
+    ConfigError, ImageError
+        Bad dtype or chunks, duplicate IDs, a block of the wrong width, non-finite values, or
+        fewer / more rows than subjects.
+    """
+
+    ids = [str(s) for s in subjects]
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype: expected one of {sorted(DTYPES)}; got {dtype!r}")
+    if subject_chunk < 1 or voxel_chunk < 1 or len(set(ids)) != len(ids) or not ids:
+        raise ConfigError(f"store: expected positive chunks and distinct IDs; got chunks {subject_chunk} x "
+                          f"{voxel_chunk}, {len(set(ids))} distinct of {len(ids)} IDs")
+    flat = np.asarray(mask, dtype=bool)
+    if flat.shape != tuple(grid.shape):
+        raise ImageError(f"mask: expected shape {tuple(grid.shape)}; got {flat.shape}")
+    n, v = len(ids), int(flat.sum())
+    with claim(out, command="stack") as owned:
+        root, data = _create_arrays(owned, flat, n, dtype=dtype, chunks=(subject_chunk, voxel_chunk))
+        start = 0
+        for block in rows:
+            block = np.asarray(block)
+            if block.ndim != 2 or block.shape[1] != v or start + block.shape[0] > n:
+                raise ImageError(f"rows: expected blocks of shape (k, {v}) adding up to {n} rows; got "
+                                 f"{block.shape} at row {start}")
+            if not np.isfinite(block).all():
+                raise ImageError(f"rows {start}..{start + block.shape[0] - 1}: expected finite values")
+            data[start:start + block.shape[0]] = block.astype(DTYPES[dtype])
+            start += block.shape[0]
+        if start != n:
+            raise ImageError(f"rows: expected {n} rows, one per subject; got {start}")
+        affine = stored_affine if stored_affine is not None else grid.affine
+        root.attrs.update({"subjects": ids, "sources": list(sources) if sources is not None else ids,
+                           "sha256": [""] * n, "affine": grid.affine.tolist(), "shape": list(grid.shape),
+                           "stored_affine": np.asarray(affine).tolist(), "mask_rule": "given mask",
+                           "dtype": dtype, "vbmkit_version": __version__})
         owned.finish()
     return Path(out)
 

@@ -43,10 +43,21 @@ def neighbour_mean(q: torch.Tensor, mask: torch.Tensor, voxel_size_mm: tuple[flo
 
 def compatibility(n_classes: int = 5, *, adjacent: float = 0.5, dtype=torch.float32, device=None) -> torch.Tensor:
     """(K, K) Potts compatibility for intensity-ordered classes: 1 on the diagonal,
-    ``adjacent`` between neighbouring classes (e.g. GM and GM/WM), 0 otherwise."""
-    idx = torch.arange(n_classes, device=device)
+    ``adjacent`` between neighbouring classes (e.g. GM and GM/WM), 0 otherwise.
+
+    With ``n_classes = 6`` the sixth class is CSF/WM (:data:`vbmkit.preprocess.gmm.CSF_WM`), not
+    ordered by intensity: it neighbours the pure CSF (0) and WM (4) classes only, so a ventricle
+    wall between CSF and WM supports it and a GM neighbour does not."""
+    ordered = min(n_classes, 5)
+    idx = torch.arange(ordered, device=device)
     dist = (idx[:, None] - idx[None]).abs()
-    return torch.where(dist == 0, 1.0, torch.where(dist == 1, adjacent, 0.0)).to(dtype)
+    comp = torch.zeros((n_classes, n_classes), device=device)
+    comp[:ordered, :ordered] = torch.where(dist == 0, 1.0, torch.where(dist == 1, adjacent, 0.0))
+    if n_classes == 6:
+        comp[5, 5] = 1.0
+        comp[5, [0, 4]] = adjacent
+        comp[[0, 4], 5] = adjacent
+    return comp.to(dtype)
 
 
 def mrf_energy(q: torch.Tensor, mask: torch.Tensor, voxel_size_mm: tuple[float, float, float], strength: float,

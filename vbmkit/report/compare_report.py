@@ -240,7 +240,9 @@ def render_compare_report(metrics: Mapping[str, Any], *, paired: pd.DataFrame | 
         Section("Worst-agreeing subjects", _worst_blocks(worst or [], ref), anchor="worst"),
         Section("Definitions", [html_table(defs)] if len(defs) else [], anchor="definitions"),
     ]
-    return render_page(f"vbmkit vs {ref.upper()}: agreement", sections,
+    note = metrics["reference"].get("note")
+    title = f"vbmkit vs {ref.upper()}: agreement" + (f" ({note})" if note else "")
+    return render_page(title, sections,
                        subtitle="Every number is also in metrics.json and the CSV files beside this report.")
 
 

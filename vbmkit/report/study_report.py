@@ -1,8 +1,10 @@
 """``OUT/report.html``: the self-contained study report, built from the files the stages wrote.
 
-Sections: cohort, preprocessing, quality control, design, one per contrast (glass brains of
-the full-sample and median statistic and of the stability map, cluster table with LPBA40
-labels), ROI results, comparison (when present), provenance. Every number shown is also in a
+Sections: results first (one per contrast: the tested tail(s) of the full-sample statistic at
+the strongest correction available, as ``glm/report.html``, glass brains of the median statistic
+and of the stability map, the cluster table with sub-peaks and LPBA40 / neuromorphometrics
+labels), design, methods (the paragraph of :mod:`vbmkit.report.methods`), then cohort,
+preprocessing, quality control, ROI results, comparison (when present), provenance. Every number shown is also in a
 CSV/JSON beside the report: the stage outputs themselves, plus ``OUT/report_files/`` for the
 figures and tables made here (``cohort_summary.csv``, ``contrasts.csv``).
 """
@@ -19,6 +21,7 @@ import pandas as pd
 from vbmkit import __version__
 from vbmkit.io.atomic import atomic_path, write_text
 from vbmkit.io.tables import MISSING_VALUES
+from vbmkit.report.glm_report import methods_blocks
 from vbmkit.report.html import (
     Section,
     escape,
@@ -28,6 +31,7 @@ from vbmkit.report.html import (
     png_to_data_uri,
     render_page,
 )
+from vbmkit.report.qc_figures import review_html
 
 FILES = "report_files"
 
@@ -101,8 +105,8 @@ def _preprocess(out: Path) -> list[str]:
     vols = _csv(out / "preprocess" / "volumes.csv")
     if vols is None:
         return [html_paragraph("Preprocessing did not run in this study (inputs.maps were given).", note=True)]
-    cols = [c for c in ("name", "tiv_ml", "gm_ml", "wm_ml", "csf_ml", "warp_mse", "linear_elasticity",
-                        "jacobian_min", "folded_voxels", "total_s") if c in vols.columns]
+    cols = [c for c in ("name", "tiv_ml", "gm_ml", "wm_ml", "csf_ml", "periventricular_gm_ml", "warp_mse",
+                        "linear_elasticity", "jacobian_min", "folded_voxels", "total_s") if c in vols.columns]
     blocks = [html_table(vols[cols], digits=3, max_rows=60, caption="Volumes (mL) and quality (preprocess/volumes.csv)")]
     errors = _csv(out / "preprocess" / "errors.csv")
     if errors is not None and len(errors):
@@ -130,10 +134,17 @@ def _qc(out: Path) -> list[str]:
         table = table.drop(columns=[c for c in ("path", "input") if c in table.columns])
         blocks.append(html_table(table.sort_values("mean_correlation"), digits=4, max_rows=30,
                                  caption="Lowest mean correlations first (qc/qc.csv)"))
+    review = review_html(qc)  # homogeneity outliers and low quality grades, linked to their QC images
+    if review:
+        blocks.append(review)
     return blocks
 
 
-def _glass(stat_path: Path, png: Path, *, threshold: float, title: str, two_sided: bool) -> str:
+def _glass(stat_path: Path, png: Path, *, threshold: float, title: str, two_sided: bool,
+           signs: tuple[int, ...] = (1, -1)) -> str:
+    """Glass brain of a statistic file; only the tails in ``signs`` are drawn (the others set to 0)."""
+    import numpy as np
+
     from vbmkit.io.nifti import load_volume
     from vbmkit.report.glm_figures import plot_glass_brain
 
@@ -141,7 +152,12 @@ def _glass(stat_path: Path, png: Path, *, threshold: float, title: str, two_side
         return html_paragraph(f"({stat_path.name} missing)", note=True)
     if not png.is_file() or png.stat().st_mtime < stat_path.stat().st_mtime:
         vol = load_volume(stat_path)
-        plot_glass_brain(vol.data.numpy(), vol.affine, png, threshold=threshold, title=title, two_sided=two_sided)
+        data = vol.data.numpy()
+        keep = np.zeros(data.shape, bool)
+        for sign in signs:
+            keep |= sign * data > 0
+        plot_glass_brain(np.where(keep, data, 0.0), vol.affine, png, threshold=threshold, title=title,
+                         two_sided=two_sided)
     return _png(png, title, width=620)
 
 
@@ -172,6 +188,8 @@ def _glass_fraction(path: Path, png: Path, *, title: str) -> str:
 
 
 def _contrast_sections(out: Path, glm: dict) -> list[Section]:
+    from vbmkit.report.glm_report import contrast_blocks, tested_signs
+
     sections, rows = [], []
     for name, c in glm.get("contrasts", {}).items():
         files = c.get("files", {})
@@ -183,20 +201,19 @@ def _contrast_sections(out: Path, glm: dict) -> list[Section]:
             f"min {c.get('min_statistic', float('nan')):.2f}; voxels q(FDR) < 0.05: "
             f"{c.get('n_voxels_q_fdr_below_0.05')}; p(FWE) < 0.05: {c.get('n_voxels_p_fwe_below_0.05')}; "
             f"clusters above {thr:.2f}: {c.get('n_clusters')}.")]
+        # the tested tail(s) only, at the strongest correction available, and the cluster table (as glm/report.html)
+        tails, _ = contrast_blocks(out / "glm", name, c)
+        blocks += tails
         two = c.get("type") == "t"
         figs = out / FILES / name
-        blocks.append(_glass(out / "glm" / files.get("stat", ""), figs / "full.png", threshold=thr,
-                             title=f"{name}: full-sample {stat} (|{stat}| > {thr:.2f})", two_sided=two))
         if "median" in files:
+            signs = tuple(tested_signs(c))
+            tails = " and ".join({1: "positive", -1: "negative"}[k] for k in signs)
             blocks.append(_glass(out / "glm" / files["median"], figs / "median.png", threshold=sub_thr,
-                                 title=f"{name}: median {stat} over subsamples (> {sub_thr:.2f})", two_sided=two))
+                                 title=f"{name}: median {stat} over subsamples (> {sub_thr:.2f}; {tails} tail)",
+                                 two_sided=two, signs=signs))
             blocks.append(_glass_fraction(out / "glm" / files["stability"], figs / "stability.png",
                                           title=f"{name}: fraction of subsamples above threshold (> 0.5)"))
-        clusters = _csv(out / "glm" / files.get("clusters", "none"))
-        if clusters is not None and len(clusters):
-            blocks.append(html_table(clusters, digits=2, max_rows=25, caption=f"Clusters (glm/{files['clusters']})"))
-        else:
-            blocks.append(html_paragraph(f"No cluster above {thr:.2f} with at least the minimum size.", note=True))
         rows.append({"contrast": name, "type": c.get("type"), "df": str(c.get("df")),
                      "max_statistic": c.get("max_statistic"), "min_statistic": c.get("min_statistic"),
                      "threshold": thr, "q_fdr_below_0.05": c.get("n_voxels_q_fdr_below_0.05"),
@@ -257,8 +274,7 @@ def write_study_report(out: str | os.PathLike, *, title: str, study_name: str, y
     """Write ``OUT/report.html`` from the stage outputs found in ``out``; return its path."""
     out = Path(out)
     glm = _json(out / "glm" / "summary.json")
-    sections = [Section("Cohort", _cohort(out, glm)), Section("Preprocessing", _preprocess(out)),
-                Section("Quality control", _qc(out))]
+    sections = []  # results first, then the cohort and quality control behind them
     if glm is not None:
         design = [html_paragraph(f"Formula: {glm.get('formula')} (intercept added; continuous covariates "
                                  f"standardised: {bool(glm.get('standardized'))}); N = {glm.get('n_subjects')}, "
@@ -266,8 +282,11 @@ def write_study_report(out: str | os.PathLike, *, title: str, study_name: str, y
                                  f"{glm.get('settings', {}).get('subsamples')} x "
                                  f"{glm.get('settings', {}).get('fraction')}."),
                   _png(out / "glm" / "design.png", "Design matrix (glm/design.csv)")]
-        sections.append(Section("Design", design))
         sections += _contrast_sections(out, glm)
+        sections.append(Section("Design", design))
+        sections.append(Section("Methods", methods_blocks(glm)))
+    sections += [Section("Cohort", _cohort(out, glm)), Section("Preprocessing", _preprocess(out)),
+                 Section("Quality control", _qc(out))]
     if (out / "roi").is_dir():
         sections.append(Section("Regions (LPBA40)", _roi(out)))
     if (out / "compare").is_dir():

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from vbmkit.preprocess.smooth import smooth_fwhm
 from vbmkit.simulate.atrophy import displacement_jacobian, invert_displacement, pull, shrink_field
+from vbmkit.simulate.ventricles import ventricle_field, widen_ventricles
 
 TEMPLATE_VOXEL_MM = 1.5  # Template_4_GS
 
@@ -67,6 +68,9 @@ class CohortParameters:
         smaller values upsample the tissue maps trilinearly).
     deformation_mm, bias_strength, noise_sd, blur_fwhm_mm : float
         Passed to :func:`vbmkit.simulate.phantom.make_phantom`.
+    ventricle_widening_mm_per_year : float
+        Outward move of the lateral ventricles' wall per year above ``age_range[0]``, mm (0: none;
+        :mod:`vbmkit.simulate.ventricles`; GM is untouched by it, WM recedes, CSF fills).
     """
 
     age_range: tuple[float, float] = (20.0, 80.0)
@@ -83,6 +87,7 @@ class CohortParameters:
     bias_strength: float = 0.2
     noise_sd: float = 0.03
     blur_fwhm_mm: float = 0.0
+    ventricle_widening_mm_per_year: float = 0.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,6 +105,9 @@ class CohortDesign:
         (:func:`vbmkit.simulate.atrophy.shrink_field`).
     age, head_scale : torch.Tensor
         (N,) float64 age in years and linear head scale s.
+    ventricle_field : torch.Tensor or None
+        (3, X, Y, Z) pull displacement per voxel of ventricle widening
+        (:func:`vbmkit.simulate.ventricles.ventricle_field`); None without widening.
     sex, group : list of str
         ``"F"``/``"M"`` and ``"control"``/``"patient"`` per subject.
     parameters : CohortParameters
@@ -115,6 +123,7 @@ class CohortDesign:
     sex: list[str]
     group: list[str]
     parameters: CohortParameters = field(default_factory=CohortParameters)
+    ventricle_field: torch.Tensor | None = None
 
     @property
     def n(self) -> int:
@@ -200,7 +209,7 @@ def region_weight(atlas: torch.Tensor, region_ids: Sequence[int], *,
 
 def design_cohort(template: torch.Tensor, atlas: torch.Tensor, *, n: int, generator: torch.Generator,
                   age_regions: Sequence[int], group_regions: Sequence[int],
-                  parameters: CohortParameters | None = None) -> CohortDesign:
+                  parameters: CohortParameters | None = None, ventricles: torch.Tensor | None = None) -> CohortDesign:
     """Draw the covariates of ``n`` subjects and build the shared maps.
 
     Parameters
@@ -215,10 +224,20 @@ def design_cohort(template: torch.Tensor, atlas: torch.Tensor, *, n: int, genera
         Source of every random draw.
     age_regions, group_regions : sequences of int
         Atlas ids where GM declines with age / is lower in patients.
+    ventricles : torch.Tensor, optional
+        (X, Y, Z) bool lateral ventricles on the grid; needed when
+        ``parameters.ventricle_widening_mm_per_year`` > 0.
     """
     params = parameters if parameters is not None else CohortParameters()
     if n < 4:
         raise ValueError(f"n: expected at least 4 subjects; got {n}")
+    vfield = None
+    if params.ventricle_widening_mm_per_year > 0:
+        if ventricles is None or tuple(ventricles.shape) != tuple(template.shape[1:]):
+            raise ValueError("ventricles: a (X, Y, Z) mask on the template grid is needed for "
+                             f"ventricle_widening_mm_per_year={params.ventricle_widening_mm_per_year}; got "
+                             f"{None if ventricles is None else tuple(ventricles.shape)}")
+        vfield = ventricle_field(ventricles)
     if atlas.shape != template.shape[1:]:
         raise ValueError(f"atlas: expected the template's grid {tuple(template.shape[1:])}; got {tuple(atlas.shape)}")
     lo, hi = params.age_range
@@ -241,6 +260,7 @@ def design_cohort(template: torch.Tensor, atlas: torch.Tensor, *, n: int, genera
         sex=["M" if m else "F" for m in sex_m.tolist()],
         group=["patient" if p else "control" for p in patient.tolist()],
         parameters=params,
+        ventricle_field=vfield,
     )
 
 
@@ -306,6 +326,9 @@ def subject_tissue(design: CohortDesign, index: int, *, generator: torch.Generat
     field = _smooth_field(tuple(gm.shape), p.anatomy_scale_mm / TEMPLATE_VOXEL_MM, generator)
     ind = torch.minimum(gm * torch.exp(p.anatomy_sd * field), gm + csf)  # GM gained comes from CSF
     base = sharpen_fractions(torch.stack([ind, wm, (csf + gm - ind).clamp(min=0.0)]), p.sharpen)
+    if design.ventricle_field is not None:  # wider ventricles with age: WM recedes, GM stays
+        shift_vox = p.ventricle_widening_mm_per_year * (float(design.age[index]) - p.age_range[0]) / TEMPLATE_VOXEL_MM
+        base = widen_ventricles(base, shift_vox * design.ventricle_field)
     age_loss = p.age_effect_per_year * (float(design.age[index]) - p.age_range[0])
     group_loss = p.group_effect * float(design.group[index] == "patient")
     if age_loss == 0.0 and group_loss == 0.0:

@@ -89,7 +89,8 @@ def run_compare(ours: str | os.PathLike, *, cat12: str | os.PathLike | None = No
                 spm: str | os.PathLike | None = None, out: str | os.PathLike,
                 covariates: str | os.PathLike | pd.DataFrame | None = None, id_column: str = "participant_id",
                 glm: GlmConfig | None = None, glm_ours: str | os.PathLike | None = None, maps: str | None = None,
-                device: str = "auto", report: bool = True, progress: bool = False) -> dict[str, Any]:
+                device: str = "auto", report: bool = True, progress: bool = False,
+                reference_note: str | None = None) -> dict[str, Any]:
     """Compare a vbmkit output folder with a CAT12 or SPM12 folder; write metrics, CSVs and report.
 
     Parameters
@@ -118,6 +119,10 @@ def run_compare(ours: str | os.PathLike, *, cat12: str | os.PathLike | None = No
         ``auto``, ``cpu`` or ``cuda``.
     report : bool
         Also write ``report.html``.
+    reference_note : str, optional
+        What the reference really is, shown in the report's title and kept in metrics.json
+        (e.g. "synthetic: vbmkit's maps shifted by one voxel with noise" for a benchmark whose
+        reference only has CAT12's layout).
 
     Returns
     -------
@@ -146,7 +151,7 @@ def run_compare(ours: str | os.PathLike, *, cat12: str | os.PathLike | None = No
     names = sorted(set(ours_subjects) & set(ref_subjects))
     missing: list[str] = []
     metrics: dict[str, Any] = {
-        "reference": {"kind": kind, "path": str(ref_root)}, "ours": str(ours),
+        "reference": {"kind": kind, "path": str(ref_root), "note": reference_note}, "ours": str(ours),
         "matched": names,
         "unmatched": {"ours_only": sorted(set(ours_subjects) - set(ref_subjects)),
                       "reference_only": sorted(set(ref_subjects) - set(ours_subjects))},

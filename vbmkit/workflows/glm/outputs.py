@@ -19,30 +19,33 @@ import torch
 from vbmkit import __version__
 from vbmkit.config import GlmConfig
 from vbmkit.formula.design import Design
-from vbmkit.io.atlas import load_atlas, region_at_mm
 from vbmkit.io.atomic import write_text
 from vbmkit.io.maps import load_maps, unmask
 from vbmkit.io.nifti import save_volume
 from vbmkit.report.glm_figures import plot_design, plot_glass_brain
-from vbmkit.stats.clusters import find_clusters
+from vbmkit.report.glm_report import write_glm_report
+from vbmkit.stats.clusters import cluster_labels, find_clusters
 from vbmkit.stats.design import ones_in_span, standardise_design
 from vbmkit.stats.glm import fit
 from vbmkit.stats.inference import fdr_q, p_to_f, p_to_t
 from vbmkit.stats.map_permutation import TfceSettings, permutation_inference
+from vbmkit.stats.peaks import tail_p
 from vbmkit.stats.permutation import freedman_lane
 from vbmkit.stats.subsample import fit_subsamples
+from vbmkit.workflows.glm.cluster_table import (
+    CLUSTER_COLUMNS,
+    ClusterRow,
+    atlas_lookups,
+    cluster_table,
+)
 from vbmkit.workflows.progress import ProgressStages
+
+__all__ = ["CLUSTER_COLUMNS", "compute_and_write", "output_files"]
 
 #: Uncorrected p of the default statistic threshold (stability map, clusters, glass brain).
 DEFAULT_P_THRESHOLD = 0.001
 #: Cluster-forming p of the map-level engine when ``cluster_p`` is not given.
 DEFAULT_CLUSTER_P = 0.001
-#: Columns of clusters.csv; the last two (cluster extent and mass FWE p) only with map-level inference.
-CLUSTER_COLUMNS = ["cluster", "size_voxels", "size_ml", "peak_value", "peak_x_mm", "peak_y_mm", "peak_z_mm",
-                   "lpba40_region", "p_fwe_cluster", "p_fwe_mass"]
-_BASE_COLUMNS = CLUSTER_COLUMNS[:8]
-
-
 def output_files(kind: str, *, subsamples: bool, permutations: bool, tfce: bool = False) -> dict[str, str]:
     """File names of one contrast folder (the output contract): role -> file name."""
     stat = "t" if kind == "t" else "F"
@@ -60,43 +63,6 @@ def output_files(kind: str, *, subsamples: bool, permutations: bool, tfce: bool 
     return files
 
 
-def _lpba40_lookup():
-    """A function mm -> LPBA40 abbreviation, or None when the atlas is unavailable."""
-    try:
-        atlas = load_atlas("lpba40")
-    except Exception as exc:  # the atlas module is optional for the GLM
-        warnings.warn(f"LPBA40 atlas unavailable ({exc}); clusters.csv leaves lpba40_region empty",
-                      stacklevel=2)
-        return None
-    return lambda xyz: region_at_mm(atlas, xyz)
-
-
-def _cluster_table(clusters, lookup) -> pd.DataFrame:
-    rows = []
-    for c in clusters:
-        xyz = [float(v) for v in c.peak_mm]
-        # rounded for a readable table: mL to 1 mm^3, statistics to 1e-4, mm to 1e-3
-        rows.append({"cluster": int(c.index), "size_voxels": int(c.size_voxels),
-                     "size_ml": round(float(c.size_ml), 6), "peak_value": round(float(c.peak_value), 4),
-                     "peak_x_mm": round(xyz[0], 3), "peak_y_mm": round(xyz[1], 3), "peak_z_mm": round(xyz[2], 3),
-                     "lpba40_region": lookup(xyz) if lookup is not None else ""})
-    return pd.DataFrame(rows, columns=CLUSTER_COLUMNS)
-
-
-def _map_cluster_table(result, stat_map: np.ndarray, affine: np.ndarray, lookup, min_voxels: int) -> pd.DataFrame:
-    """clusters.csv from the map-level engine: its clusters (extent >= min_voxels) with their FWE p."""
-    voxel_ml = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
-    rows = []
-    for c in (c for c in result.clusters if c.extent >= min_voxels):
-        xyz = [float(v) for v in (affine @ np.array([*c.peak_ijk, 1.0]))[:3]]
-        rows.append({"cluster": len(rows) + 1, "size_voxels": int(c.extent), "size_ml": round(c.extent * voxel_ml, 6),
-                     "peak_value": round(float(stat_map[c.peak_ijk]), 4), "peak_x_mm": round(xyz[0], 3),
-                     "peak_y_mm": round(xyz[1], 3), "peak_z_mm": round(xyz[2], 3),
-                     "lpba40_region": lookup(xyz) if lookup is not None else "",
-                     "p_fwe_cluster": float(c.p_fwe_extent), "p_fwe_mass": float(c.p_fwe_mass)})
-    return pd.DataFrame(rows, columns=CLUSTER_COLUMNS)
-
-
 def tests_mean(contrast, X: np.ndarray, columns) -> bool:
     """Whether ``contrast`` tests the mean (one-sample, paired differences): it needs sign flips.
 
@@ -106,6 +72,33 @@ def tests_mean(contrast, X: np.ndarray, columns) -> bool:
     xs, transform = standardise_design(np.asarray(X, dtype=np.float64), list(columns))
     z = xs @ scipy.linalg.null_space(np.atleast_2d(contrast.matrix) @ transform)
     return ones_in_span(xs) and not (z.shape[1] and ones_in_span(z))
+
+
+def simple_effect_messages(design: Design, contrasts) -> list[str]:
+    """Warnings for contrasts that test a term whose treatment-coded interaction makes it a simple effect.
+
+    With ``age * C(group)`` (dummy coding: ``C(group)[T.b]``, ``age:C(group)[T.b]``), the column
+    of ``age`` is the age slope in the reference group and ``C(group)[T.b]`` the group difference
+    at ``age = 0`` (the mean age when standardised): a t or F of such a term tests a simple
+    effect, not a main effect averaged over the other factor. Sum coding (``C(group, Sum)``)
+    makes them main effects.
+    """
+    terms = {name: idx for name, idx in design.factor_columns.items() if name != "1"}
+    treatment = {name for name, idx in terms.items()
+                 if ":" in name and any("[T." in design.columns[i] for i in idx)}
+    out = []
+    for c in contrasts:
+        used = set(np.flatnonzero(np.abs(np.atleast_2d(np.asarray(c.matrix, dtype=np.float64))).sum(0) > 0))
+        for name, idx in terms.items():
+            parts = set(name.split(":"))
+            within = [i for i in treatment if parts < set(i.split(":"))]
+            if within and used & set(idx):
+                others = ", ".join(sorted(set(within[0].split(":")) - parts))
+                out.append(f"contrast {c.name!r} tests {name}, which also enters the treatment-coded interaction "
+                           f"{within[0]}: it is a simple effect ({name} at the reference level, or value 0, of {others}; "
+                           f"0 is the mean of a standardised covariate), not a main effect averaged over {others}; "
+                           "use sum coding (e.g. C(group, Sum)) for main effects, or test the interaction")
+    return out
 
 
 def uses_map_engine(settings: GlmConfig, contrasts, X: np.ndarray, columns) -> bool:
@@ -130,12 +123,15 @@ def threshold_for(kind: str, df: tuple[float, float], settings: GlmConfig) -> fl
 
 def compute_and_write(paths: list[Path], design: Design, contrasts, settings: GlmConfig, weights, *, mask, dev,
                        tmp: Path, progress: bool, id_column: str, blocks: np.ndarray | None = None) -> dict:
+    for message in simple_effect_messages(design, contrasts):
+        warnings.warn(message, stacklevel=2)
     memory = int(settings.memory_gb * 1e9) if settings.memory_gb is not None else None
     timings: dict[str, float] = {}
     with ProgressStages(enabled=progress) as stages:
         t = time.perf_counter()
         # drop_constant: voxels without variance (e.g. zero in every subject) have no t
-        maps = load_maps(paths, mask=mask, mask_threshold=settings.mask_threshold, drop_constant=True,
+        maps = load_maps(paths, mask=mask, mask_threshold=settings.mask_threshold,
+                         mask_rule=settings.mask_rule, drop_constant=True,
                          progress=stages.callback("reading maps", unit="files"))
         timings["read"] = time.perf_counter() - t
         Y, grid, stored, mask_final = maps.data, maps.grid, maps.stored_affine, maps.mask
@@ -181,26 +177,16 @@ def compute_and_write(paths: list[Path], design: Design, contrasts, settings: Gl
 
     t = time.perf_counter()
     save_volume(tmp / "mask.nii.gz", mask_final.astype(np.uint8), grid.affine, dtype=np.uint8, orientation_of=stored)
-    design_df = pd.DataFrame(X, columns=design.columns)
-    design_df.insert(0, id_column, list(design.table[id_column]))
-    write_text(tmp / "design.csv", design_df.to_csv(index=False))
-    plot_design(X, design.columns, tmp / "design.png", title=f"design: {design.formula} (N = {X.shape[0]})")
-    lookup = _lpba40_lookup()
+    write_design(tmp, X, design, id_column)
+    lookups = atlas_lookups()
     per_contrast: dict[str, dict] = {}
     for c in contrasts:
         res = full[c.name]
         files = output_files(c.kind, subsamples=sub is not None, permutations=perm is not None or maps_fwe is not None,
                              tfce=settings.tfce)
         folder = c.name
-        stat_name = "T" if c.kind == "t" else "F"
         df1, df2 = (float(v) for v in res.df)
-        dfs = f"[{df2:g}]" if c.kind == "t" else f"[{df1:g},{df2:g}]"
-        save(f"{folder}/{files['stat']}", res.stat, description=f"SPM{{{stat_name}_{dfs}}} - {c.name}")
-        save(f"{folder}/{files['p']}", res.p, fill=1.0)
-        q = fdr_q(res.p)
-        save(f"{folder}/{files['q_fdr']}", q, fill=1.0)
-        save(f"{folder}/{files['effect']}", res.effect)
-        save(f"{folder}/{files['std_effect']}", res.std_effect)
+        q = write_full_sample(save, c, res, files)
         n_fwe = n_tfce = None
         if perm is not None:
             save(f"{folder}/{files['p_fwe']}", perm[c.name].p_fwe, fill=1.0)
@@ -220,21 +206,20 @@ def compute_and_write(paths: list[Path], design: Design, contrasts, settings: Gl
                 save(f"{folder}/{files['log_p_fwe_tfce']}", sign * -np.log10(p_tfce))
                 n_tfce = int((p_tfce < 0.05).sum())
         if sub is not None:
-            s = sub[c.name]
-            save(f"{folder}/{files['median']}", s.median)
-            save(f"{folder}/{files['iqr']}", s.iqr)
-            save(f"{folder}/{files['stability']}", s.stability)
+            write_subsample_maps(save, c.name, sub[c.name], files)
         stat_map = unmask(res.stat, mask_final)
-        if mres is not None:
-            table = _map_cluster_table(mres, stat_map, grid.affine, lookup, settings.cluster_min_voxels)
-        else:
-            clusters = find_clusters(stat_map, thresholds[c.name], affine=grid.affine,
-                                     min_voxels=settings.cluster_min_voxels)
-            table = _cluster_table(clusters, lookup)
+        table = _table(res, mres, perm, q, stat_map, c, (df1, df2), settings, mask_final, grid.affine,
+                       thresholds[c.name], lookups)
         write_text(tmp / folder / files["clusters"], table.to_csv(index=False))
-        plot_glass_brain(stat_map, grid.affine, tmp / folder / files["glass_brain"], threshold=thresholds[c.name],
-                         title=f"{c.name}: {stat_name} > {thresholds[c.name]:.2f} (df {dfs})",
-                         two_sided=c.kind == "t")
+        # only the tested tail(s): a one-sided test never shows the other sign
+        stat_name, dfs = stat_label(c.kind, res.df)
+        tail = mres.tail if mres is not None and c.kind == "t" else "positive"
+        thr = thresholds[c.name]
+        shown = {"positive": np.maximum(stat_map, 0), "negative": np.minimum(stat_map, 0), "both": stat_map}[tail]
+        rule = {"positive": f"{stat_name} > {thr:.2f}", "negative": f"{stat_name} < -{thr:.2f}",
+                "both": f"|{stat_name}| > {thr:.2f}"}[tail]
+        plot_glass_brain(shown, grid.affine, tmp / folder / files["glass_brain"], threshold=thr,
+                         title=f"{c.name}: {rule} (df {dfs}, uncorrected)", two_sided=c.kind == "t")
         stat = _np(res.stat)
         per_contrast[c.name] = {
             "type": c.kind, "matrix": np.asarray(c.matrix).tolist(), "df": [df1, df2],
@@ -242,7 +227,7 @@ def compute_and_write(paths: list[Path], design: Design, contrasts, settings: Gl
             "threshold": thresholds[c.name],
             "n_voxels_q_fdr_below_0.05": int((q < 0.05).sum()),
             "n_voxels_p_fwe_below_0.05": n_fwe,
-            "n_clusters": len(table),
+            "n_clusters": int(table["cluster"].nunique()),  # clusters.csv has one row per peak
             "files": {k: f"{folder}/{v}" for k, v in files.items()},
         }
         if sub is not None:
@@ -260,8 +245,7 @@ def compute_and_write(paths: list[Path], design: Design, contrasts, settings: Gl
         elif perm is not None:
             per_contrast[c.name]["inference"] = {"engine": "voxel", "scheme": "permute", "tail": "positive",
                                                  "n_permutations": int(perm[c.name].max_null.shape[0])}
-    timings["write"] = time.perf_counter() - t
-    return {
+    summary = {
         "vbmkit_version": __version__,
         "n_subjects": int(X.shape[0]), "n_voxels": int(mask_final.sum()),
         "grid": {"shape": list(grid.shape), "affine": np.asarray(stored).tolist()},
@@ -270,8 +254,94 @@ def compute_and_write(paths: list[Path], design: Design, contrasts, settings: Gl
         "subjects": [str(i) for i in design.table[id_column]], "images": [str(p) for p in paths],
         "device": str(dev), "settings": settings.model_dump(mode="json"),
         "files": {"mask": "mask.nii.gz", "design_csv": "design.csv", "design_png": "design.png"},
-        "contrasts": per_contrast, "stage_seconds": {k: round(v, 3) for k, v in timings.items()},
+        "contrasts": per_contrast,
     }
+    return finish_summary(tmp, summary, timings, t)
+
+
+def finish_summary(tmp: Path, summary: dict, timings: dict[str, float], t_write: float) -> dict:
+    """Write ``report.html`` (a figure or template problem must not cost the statistics: the maps
+    and tables are already written, so it becomes a warning) and add the stage timings."""
+    try:
+        write_glm_report(tmp, summary)
+        summary["files"]["report"] = "report.html"
+    except Exception as exc:
+        warnings.warn(f"report.html: could not be written ({type(exc).__name__}: {exc}); every map and table "
+                      "is there", stacklevel=3)
+    timings["write"] = time.perf_counter() - t_write
+    summary["stage_seconds"] = {k: round(v, 3) for k, v in timings.items()}
+    return summary
+
+
+def stat_label(kind: str, df) -> tuple[str, str]:
+    """("T", "[df2]") or ("F", "[df1,df2]"): SPM's name of a statistic and its degrees of freedom."""
+    df1, df2 = (float(v) for v in df)
+    return ("T", f"[{df2:g}]") if kind == "t" else ("F", f"[{df1:g},{df2:g}]")
+
+
+def write_design(tmp: Path, X: np.ndarray, design: Design, id_column: str) -> None:
+    """``design.csv`` (subject IDs and the (N, P) design matrix) and ``design.png``."""
+    design_df = pd.DataFrame(X, columns=design.columns)
+    design_df.insert(0, id_column, list(design.table[id_column]))
+    write_text(tmp / "design.csv", design_df.to_csv(index=False))
+    plot_design(X, design.columns, tmp / "design.png", title=f"design: {design.formula} (N = {X.shape[0]})")
+
+
+def write_full_sample(save, contrast, res, files: dict[str, str]):
+    """The full-sample maps of one contrast (statistic with SPM's description, p, q, effects)
+    through ``save(relative_path, masked_values, fill=, description=)``; returns the q map."""
+    stat_name, dfs = stat_label(contrast.kind, res.df)
+    folder = contrast.name
+    save(f"{folder}/{files['stat']}", res.stat, description=f"SPM{{{stat_name}_{dfs}}} - {contrast.name}")
+    save(f"{folder}/{files['p']}", res.p, fill=1.0)
+    q = fdr_q(res.p)
+    save(f"{folder}/{files['q_fdr']}", q, fill=1.0)
+    save(f"{folder}/{files['effect']}", res.effect)
+    save(f"{folder}/{files['std_effect']}", res.std_effect)
+    return q
+
+
+def write_subsample_maps(save, folder: str, maps, files: dict[str, str]) -> None:
+    """Median and IQR of the statistic over the subsamples and its stability (share above threshold)."""
+    save(f"{folder}/{files['median']}", maps.median)
+    save(f"{folder}/{files['iqr']}", maps.iqr)
+    save(f"{folder}/{files['stability']}", maps.stability)
+
+
+def _table(res, mres, perm, q, stat_map, contrast, df, settings: GlmConfig, mask: np.ndarray, affine: np.ndarray,
+           threshold: float, lookups) -> pd.DataFrame:
+    """clusters.csv of one contrast: the map engine's clusters with their FWE p, else those of ``threshold``."""
+    tail = mres.tail if mres is not None else "positive"
+    if tail == "positive":
+        p, q_tail = _np(res.p), q
+    else:  # p and FDR q of the tested tail (res.p is the upper tail)
+        p = tail_p(_np(res.stat), kind=contrast.kind, df=df, tail=tail)
+        q_tail = fdr_q(p)
+    maps = {"p": _grid64(p, mask), "q_fdr": _grid64(q_tail, mask), "p_fwe": None,
+            "p_fwe_tfce": None}
+    if mres is not None:
+        maps["p_fwe"] = _np(mres.p_fwe_voxel)
+        if mres.p_fwe_tfce is not None:
+            maps["p_fwe_tfce"] = _np(mres.p_fwe_tfce)
+        labels = _np(mres.cluster_labels) if mres.cluster_labels is not None else np.zeros(mask.shape, np.int32)
+        rows = [ClusterRow(label=c.index, size_voxels=c.extent, p_fwe_cluster=c.p_fwe_extent,
+                           p_fwe_mass=c.p_fwe_mass)
+                for c in mres.clusters if c.extent >= settings.cluster_min_voxels]
+    else:
+        if perm is not None:
+            maps["p_fwe"] = _grid64(_np(perm[contrast.name].p_fwe), mask)
+        labels, _ = cluster_labels(stat_map, threshold, min_voxels=settings.cluster_min_voxels)
+        rows = [ClusterRow(label=c.index, size_voxels=c.size_voxels)
+                for c in find_clusters(stat_map, threshold, affine=affine, min_voxels=settings.cluster_min_voxels)]
+    return cluster_table(stat_map, labels, rows, affine=affine, kind=contrast.kind, df=df, maps=maps,
+                         lookups=lookups)
+
+
+def _grid64(values, mask: np.ndarray) -> np.ndarray:
+    """(V,) in-mask values on the (X, Y, Z) grid in float64 (p values below float32's range stay), 1 outside."""
+    out = np.ones(mask.shape)
+    out[mask] = np.asarray(values, dtype=np.float64)
+    return out
 
 
 def _np(x) -> np.ndarray:

@@ -25,7 +25,7 @@ import torch
 from vbmkit import __version__
 from vbmkit.config import GlmConfig
 from vbmkit.device import resolve_device
-from vbmkit.errors import CovariateError, DesignError
+from vbmkit.errors import ConfigError, CovariateError, DesignError
 from vbmkit.formula.design import (
     Design,
     build_design,
@@ -36,9 +36,11 @@ from vbmkit.formula.design import (
 )
 from vbmkit.io.maps import check_grids, find_maps, load_mask
 from vbmkit.io.ownership import check_claimable
+from vbmkit.io.store import open_store
 from vbmkit.stats.subsample import draw_subsamples
 from vbmkit.workflows.glm.outputs import compute_and_write
 from vbmkit.workflows.glm.resources import check_glm_resources
+from vbmkit.workflows.glm.store import compute_and_write_store, match_store
 from vbmkit.workflows.stage import cached_run, fingerprint
 from vbmkit.workflows.subjects import (
     TIV,
@@ -100,7 +102,8 @@ def _with_tiv(table: pd.DataFrame, formula: str, maps: Sequence[Path], *, id_col
 
 def run_glm(images: Sequence[str | os.PathLike], covariates: str | os.PathLike | pd.DataFrame, *,
             id_column: str, settings: GlmConfig, out: str | os.PathLike, missing: str = "error",
-            device: str = "auto", progress: bool = True) -> dict:
+            device: str = "auto", progress: bool = True, store: str | os.PathLike | None = None,
+            scheduler: str | None = None) -> dict:
     """Fit the voxel-wise GLM of ``settings`` to the maps and write the output contract to ``out``.
 
     Parameters
@@ -121,6 +124,13 @@ def run_glm(images: Sequence[str | os.PathLike], covariates: str | os.PathLike |
         ``auto``, ``cpu`` or ``cuda``; ``auto`` defers to ``settings.device``.
     progress : bool
         Show progress bars on stderr.
+    store : path, optional
+        A subject x voxel store (``vbmkit stack``; default ``settings.store``) to stream the maps
+        from instead of ``images`` (which must then be empty): subjects are matched by the
+        store's IDs and memory stays bounded (:mod:`vbmkit.workflows.glm.store`).
+    scheduler : str, optional
+        With a store: fit its voxel blocks on the workers of this running Dask scheduler
+        (address or scheduler file); the store must be on a file system they share.
 
     Returns
     -------
@@ -136,41 +146,63 @@ def run_glm(images: Sequence[str | os.PathLike], covariates: str | os.PathLike |
     out = Path(out)
     check_missing(missing)
     check_claimable(out, command="glm")
+    store = store if store is not None else settings.store
+    if scheduler is not None and store is None:
+        raise ConfigError(f"scheduler {scheduler}: expected a store to fit on the workers (--store); got maps")
+    if store is not None and images:
+        raise ConfigError(f"images: expected either maps or a store; got {len(images)} map inputs and store {store}")
+    opened = rows = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         table = read_table(covariates, id_column=id_column)
-        found = find_maps(images, kind=settings.maps)
+        opened = open_store(store) if store is not None else None
+        found = find_maps(images, kind=settings.maps) if opened is None else [Path(s) for s in opened.sources]
         table = _with_tiv(table, settings.formula, found, id_column=id_column)
         check_formula_columns(table, settings.formula)
-        paths, used, dropped = match_subjects(found, table, id_column=id_column, kind=settings.maps,
-                                              missing=missing)
+        if opened is not None:  # subjects by the store's IDs
+            rows, used, dropped = match_store(opened, table, id_column=id_column, kind=settings.maps, missing=missing)
+            paths = [Path(opened.sources[k]) for k in rows]
+        else:
+            paths, used, dropped = match_subjects(found, table, id_column=id_column, kind=settings.maps,
+                                                  missing=missing)
         design = build_design(used, settings.formula, standardize=settings.standardize, id_column=id_column,
                               missing=missing)
         if len(design.table) < len(used):  # rows with missing values were dropped
             keep = set(design.table[id_column])
             dropped["rows_with_missing_values"] = [i for i in used[id_column] if i not in keep]
-            paths = [p for p, i in zip(paths, used[id_column], strict=True) if i in keep]
+            kept = [i in keep for i in used[id_column]]
+            paths = [p for p, k in zip(paths, kept, strict=True) if k]
+            rows = rows[kept] if rows is not None else None
         contrasts = parse_contrasts(settings.contrasts, design)
         tiv_correlations(design, contrasts)
-        check_glm_resources(design, contrasts, settings, paths, device=device)  # before any allocation
+        if opened is None:  # a store is streamed: its memory does not grow with N x V
+            check_glm_resources(design, contrasts, settings, paths, device=device)  # before any allocation
         weights = _draw(design, settings)
         blocks = _blocks(design, settings)
         dev = resolve_device(device if device != "auto" else settings.device)
-        grid = check_grids(paths)
-        mask = load_mask(Path(settings.mask), grid, reference=paths[0]) if settings.mask is not None else None
+        grid = check_grids(paths) if opened is None else opened.grid
+        reference = paths[0] if opened is None else opened.path
+        mask = load_mask(Path(settings.mask), grid, reference=reference) if settings.mask is not None else None
     messages = [str(w.message) for w in caught]
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
     mask_file = [Path(settings.mask)] if settings.mask is not None and Path(settings.mask).is_file() else []
+    sources = [*paths, *mask_file] if opened is None else [opened.path / "zarr.json", *mask_file]
     key = fingerprint({"settings": settings.model_dump(mode="json"), "id_column": id_column, "missing": missing,
-                       "version": __version__}, [*paths, *mask_file], tables=[design.table])
+                       "version": __version__, "store": str(opened.path.resolve()) if opened else None},
+                      sources, tables=[design.table])
 
     def work(tmp: Path) -> dict:
         with warnings.catch_warnings(record=True) as late:
             warnings.simplefilter("always")
-            summary = compute_and_write(paths, design, contrasts, settings, weights, mask=mask, dev=dev, tmp=tmp,
-                                        progress=progress, id_column=id_column, blocks=blocks)
+            if opened is not None:
+                summary = compute_and_write_store(opened, rows, design, contrasts, settings, weights, mask=mask,
+                                                  dev=dev, tmp=tmp, progress=progress, id_column=id_column,
+                                                  scheduler=scheduler)
+            else:
+                summary = compute_and_write(paths, design, contrasts, settings, weights, mask=mask, dev=dev,
+                                            tmp=tmp, progress=progress, id_column=id_column, blocks=blocks)
         for w in late:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         summary.update({"dropped": dropped, "warnings": messages + [str(w.message) for w in late],

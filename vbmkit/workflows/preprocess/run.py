@@ -4,18 +4,19 @@
   exist is skipped (its report is reused for ``volumes.csv``).
 - Robust: an input that fails (not an image, 4-D, NaN, ...) is listed in ``errors.csv`` with
   the reason and the batch goes on; :attr:`PreprocessSummary.ok` is False then.
-- Parallel: ``settings.jobs`` subjects at once in separate processes (CPU), each with an equal
-  share of the CPU threads.
+- Parallel: one task per subject on Dask (:mod:`vbmkit.workflows.compute`): ``settings.jobs``
+  local worker processes (CPU), each with an equal share of the CPU threads, or a running
+  scheduler / a batch cluster; ``jobs 1`` runs in this process without Dask. Workers write the
+  subject's outputs themselves (atomically); a subject whose worker died is rerun elsewhere.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import traceback
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +24,19 @@ import torch
 
 from vbmkit.config import PreprocessConfig
 from vbmkit.device import resolve_device
-from vbmkit.errors import VbmkitError
+from vbmkit.errors import ConfigError, VbmkitError
 from vbmkit.io.bids import T1Input, find_t1_inputs
 from vbmkit.io.ownership import claim
 from vbmkit.io.records import read_json, write_rows
-from vbmkit.workflows.preprocess.naming import output_paths, settings_hash
+from vbmkit.workflows.compute import ComputeTarget, run_tasks, threads_per_task, worker_device
+from vbmkit.workflows.preprocess.naming import claimed_entries, output_paths, settings_hash
 from vbmkit.workflows.preprocess.subject import check_engine, preprocess_subject
 from vbmkit.workflows.progress import progress_bar
 
 VOLUME_COLUMNS = (
     "name", "input", "tiv_ml", "gm_ml", "wm_ml", "csf_ml", "gm_frac", "wm_frac", "csf_frac",
     "affine_loss", "warp_mse", "linear_elasticity", "jacobian_min", "jacobian_max", "folded_voxels",
-    "volume_preservation_gm", "total_s",
+    "volume_preservation_gm", "periventricular_gm_ml", "total_s",
 )
 ERROR_COLUMNS = ("name", "path", "reason")
 
@@ -82,7 +84,7 @@ def volume_row(report: dict[str, Any]) -> dict[str, Any]:
         row[f"{t}_ml"] = vol.get(t)
     for t in ("gm", "wm", "csf"):
         row[f"{t}_frac"] = frac.get(t)
-    for k in VOLUME_COLUMNS[9:16]:
+    for k in VOLUME_COLUMNS[9:17]:
         row[k] = q.get(k)
     row["total_s"] = report.get("timings_s", {}).get("total")
     return row
@@ -99,11 +101,16 @@ def _reason(exc: BaseException) -> str:
 
 def _run_one(t1: T1Input, out: Path, settings: PreprocessConfig, device: str,
              threads: int | None = None, step: Callable[[str], None] | None = None) -> tuple[str, Any]:
-    """Worker: ("done", report) or ("failed", reason). Runs in the parent or a child process."""
+    """One subject's task: ("done", report) or ("failed", reason), in this process or a Dask worker.
+
+    ``device`` is resolved here, on the machine that computes (``auto`` on a GPU node is CUDA;
+    each worker of a multi-GPU job takes its own GPU, :func:`worker_device`).
+    """
     if threads is not None:
         torch.set_num_threads(max(1, threads))
     try:
-        return "done", preprocess_subject(t1, out, settings, device=device, progress=step)
+        dev = resolve_device(worker_device(device))
+        return "done", preprocess_subject(t1, out, settings, device=dev, progress=step)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # one broken input must not stop the batch
@@ -112,7 +119,8 @@ def _run_one(t1: T1Input, out: Path, settings: PreprocessConfig, device: str,
 
 def run_preprocess(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
                    settings: PreprocessConfig | None = None, *, device: str | torch.device = "auto",
-                   progress: bool | Callable[[str], None] = True) -> PreprocessSummary:
+                   progress: bool | Callable[[str], None] = True,
+                   compute: ComputeTarget | None = None) -> PreprocessSummary:
     """Preprocess T1 images into ``out`` (the ``vbmkit preprocess`` command and the study workflow).
 
     Parameters
@@ -128,6 +136,10 @@ def run_preprocess(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
         ``auto``, ``cpu`` or ``cuda``.
     progress : bool or callable
         True: a progress bar on stderr; a callable gets one message per finished subject.
+    compute : ComputeTarget, optional
+        Where the subjects run: default ``settings.jobs`` local workers (1: in this process);
+        a running scheduler or a batch cluster (:mod:`vbmkit.workflows.compute`). ``out`` must
+        then be on a file system the workers share.
 
     Returns
     -------
@@ -140,20 +152,28 @@ def run_preprocess(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
     """
     settings = settings if settings is not None else PreprocessConfig()
     check_engine(settings)
-    dev = resolve_device(device)
+    target = compute if compute is not None else ComputeTarget(jobs=settings.jobs)
+    if target.remote:  # resolved by each worker on its own machine (the client may have no GPU)
+        dev = str(device)
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", dev):
+            raise ConfigError(f"device: expected 'auto', 'cpu' or 'cuda[:N]'; got {dev!r}")
+    else:
+        dev = resolve_device(device)
+        if dev.type != "cpu" and not target.in_process:  # one process owns a GPU
+            target = ComputeTarget(jobs=1)
     out = Path(out)
     subjects = find_t1_inputs(inputs)
     with claim(out, command="preprocess") as owned:
         # subject folders and tables are claimed up front: a user's folder named like a subject
         # is refused before any work; subjects of earlier runs that are not inputs now are kept
-        owned.register(*(f"{t1.name}/" for t1 in subjects), "volumes.csv", "errors.csv")
-        summary = _preprocess_all(subjects, out, settings, dev, progress)
+        owned.register(*claimed_entries([t1.name for t1 in subjects], settings), "volumes.csv", "errors.csv")
+        summary = _preprocess_all(subjects, out, settings, dev, progress, target)
         owned.finish(keep=owned.previous["files"] if owned.previous else ())
     return summary
 
 
-def _preprocess_all(subjects: list[T1Input], out: Path, settings: PreprocessConfig, dev: torch.device,
-                    progress: bool | Callable[[str], None]) -> PreprocessSummary:
+def _preprocess_all(subjects: list[T1Input], out: Path, settings: PreprocessConfig, dev: torch.device | str,
+                    progress: bool | Callable[[str], None], target: ComputeTarget) -> PreprocessSummary:
     summary = PreprocessSummary(out=out)
 
     todo: list[T1Input] = []
@@ -181,9 +201,8 @@ def _preprocess_all(subjects: list[T1Input], out: Path, settings: PreprocessConf
         if notify is not None:
             notify(f"{t1.name}: {status}")
 
-    jobs = settings.jobs if dev.type == "cpu" else 1  # one process owns a GPU
     try:
-        if jobs <= 1 or len(todo) <= 1:
+        if target.in_process or (len(todo) <= 1 and not target.remote):
             for t1 in todo:
                 step = None
                 if bar is not None:
@@ -191,22 +210,8 @@ def _preprocess_all(subjects: list[T1Input], out: Path, settings: PreprocessConf
                         bar.set_postfix_str(f"{_n}: {name}", refresh=True)
                 record(t1, *_run_one(t1, out, settings, str(dev), step=step))
         else:
-            threads = max(1, (os.cpu_count() or 1) // jobs)
-            pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"))
-            try:
-                futures = {pool.submit(_run_one, t1, out, settings, str(dev), threads): t1 for t1 in todo}
-                for fut in as_completed(futures):
-                    t1 = futures[fut]
-                    try:
-                        record(t1, *fut.result())
-                    except Exception as exc:  # a crashed worker (out of memory, killed)
-                        record(t1, "failed", _reason(exc))
-            except BaseException:  # SIGTERM / Ctrl-C: stop the workers now, not after their subject
-                for proc in list(getattr(pool, "_processes", {}).values()):
-                    proc.terminate()
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
-            pool.shutdown(wait=True)
+            run_tasks(_run_one, todo, target=target, args=(out, settings, str(dev), threads_per_task(target)),
+                      key=lambda t1: t1.name, record=record, reason=_reason)
     finally:
         if bar is not None:
             bar.close()

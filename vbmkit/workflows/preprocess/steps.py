@@ -26,6 +26,7 @@ from vbmkit.config import PreprocessConfig
 from vbmkit.io.nifti import load_grid, load_volume, save_volume
 from vbmkit.io.records import save_deformation
 from vbmkit.io.templates import load_shooting_template, load_t1_template, output_grid
+from vbmkit.io.ventricles import lateral_ventricles
 from vbmkit.io.weights import load_brain_extraction_models
 from vbmkit.preprocess import metrics
 from vbmkit.preprocess.affine import register_affine
@@ -35,6 +36,12 @@ from vbmkit.preprocess.intensity import normalize_intensity, validate_t1
 from vbmkit.preprocess.jacobian import affine_jacobian_determinant
 from vbmkit.preprocess.modulate import modulate_native
 from vbmkit.preprocess.nonlinear import register_nonlinear
+from vbmkit.preprocess.periventricular import (
+    BAND_MM,
+    band_volume_ml,
+    csf_wm_region,
+    periventricular_band,
+)
 from vbmkit.preprocess.segment import segment
 from vbmkit.preprocess.smooth import smooth_fwhm
 from vbmkit.preprocess.volumes import tissue_volumes
@@ -197,16 +204,19 @@ def segment_native(inp: SegmentationInput, matrix: np.ndarray, *, device: torch.
     """Segment the T1 in subject space (:func:`segmentation_input`) with spatial priors: by
     default Template_4_GS (GM, WM, and CSF = the template's third class inside the brain) through
     the affine alone (:func:`affine_priors`); ``priors`` (3, X, Y, Z) on the segmentation grid
-    replace them (:func:`deformed_priors`), with ``prior_weight`` as the exponent when given.
+    replace them (:func:`deformed_priors`), with ``prior_weight`` as the exponent when given; a
+    fourth channel of ``priors`` is the region of the CSF/WM class (six-class segmentation).
     Segmenting where the image lies (as SPM and CAT12 do) interpolates it at most once."""
     grid = inp.grid
     if priors is None:
         priors = affine_priors(grid, matrix)
-    elif tuple(priors.shape) != (3, *grid.shape):
-        raise ValueError(f"priors: expected (3, {', '.join(map(str, grid.shape))}) on the segmentation grid; "
+    elif tuple(priors.shape) not in ((3, *grid.shape), (4, *grid.shape)):
+        raise ValueError(f"priors: expected (3 or 4, {', '.join(map(str, grid.shape))}) on the segmentation grid; "
                          f"got {tuple(priors.shape)}")
     extra = {} if prior_weight is None else {"prior_weight": prior_weight}
-    seg = segment(inp.image.to(device), inp.mask.to(device), priors=priors.to(device),
+    if priors.shape[0] == 4:
+        extra["csf_wm_region"] = priors[3].to(device)
+    seg = segment(inp.image.to(device), inp.mask.to(device), priors=priors[:3].to(device),
                   voxel_size_mm=tuple(float(v) for v in grid.voxel_size), device=device, **extra)
     info = dict(seg.info) if isinstance(getattr(seg, "info", None), dict) else {}
     return SegmentationStep(p0=seg.p0.float().cpu(), probs=seg.probs.float().cpu(), grid=grid,
@@ -214,9 +224,10 @@ def segment_native(inp: SegmentationInput, matrix: np.ndarray, *, device: torch.
 
 
 def segment_with_deformed_priors(inp: SegmentationInput, first: SegmentationStep, matrix: np.ndarray, *,
-                                 device: torch.device) -> SegmentationStep:
-    """The second segmentation: under :func:`deformed_priors` of the ``first`` one, at full weight."""
-    priors = deformed_priors(first, matrix, device=device)
+                                 device: torch.device, csf_wm: bool = True) -> SegmentationStep:
+    """The second segmentation: under :func:`deformed_priors` of the ``first`` one, at full weight;
+    ``csf_wm``: with the CSF/WM class around the deformed lateral ventricles."""
+    priors = deformed_priors(first, matrix, device=device, csf_wm=csf_wm)
     return segment_native(inp, matrix, device=device, priors=priors, prior_weight=DEFORMED_PRIOR_WEIGHT)
 
 
@@ -226,7 +237,8 @@ def tissue_on_output_grid(seg: SegmentationStep, matrix: np.ndarray) -> torch.Te
     return resample(seg.probs[None, :2].float(), seg.grid, shooting.grid, target_to_source_mm=matrix)[0]
 
 
-def deformed_priors(seg: SegmentationStep, matrix: np.ndarray, *, device: torch.device) -> torch.Tensor:
+def deformed_priors(seg: SegmentationStep, matrix: np.ndarray, *, device: torch.device,
+                    csf_wm: bool = False) -> torch.Tensor:
     """Template_4_GS priors deformed onto the subject, on the segmentation grid.
 
     A first segmentation's GM/WM are registered to the template's (6 and 3 mm levels,
@@ -235,20 +247,36 @@ def deformed_priors(seg: SegmentationStep, matrix: np.ndarray, *, device: torch.
     unified segmentation, the priors then follow the subject's own folding instead of the
     affinely aligned group average, which is blurred over every brain's sulci.
 
+    ``csf_wm``: a fourth channel, the region of the CSF/WM class (the template's lateral
+    ventricles and a margin, :func:`vbmkit.preprocess.periventricular.csf_wm_region`), pulled the
+    same way, so that it follows the subject's own ventricles.
+
     Returns
     -------
     torch.Tensor
-        (3, X, Y, Z) GM, WM, rest on ``seg.grid`` (float32, CPU).
+        (3, X, Y, Z) GM, WM, rest on ``seg.grid`` (float32, CPU); (4, X, Y, Z) with ``csf_wm``.
     """
     shooting = load_shooting_template()
     moving = tissue_on_output_grid(seg, matrix)
     scales, iterations = zip(*PRIOR_REGISTRATION, strict=True)
     result = register_nonlinear(moving.to(device), shooting.data[:2].to(device), scales=scales,
                                 iterations=iterations, compute_inverse=True, device=device)
-    pulled = warp(shooting.data[None].to(device).float(), result.inverse.detach())[0]
+    data = shooting.data.float()
+    if csf_wm:
+        data = torch.cat([data, csf_wm_region(lateral_ventricles(), tuple(shooting.grid.voxel_size))[None]])
+    pulled = warp(data[None].to(device), result.inverse.detach())[0]
     rest = (1.0 - pulled[0] - pulled[1]).clamp(0.0, 1.0)  # outside the field of view, too
-    pulled = torch.stack([pulled[0], pulled[1], rest])
+    pulled = torch.stack([pulled[0], pulled[1], rest, *pulled[3:]])
     return resample(pulled[None].cpu(), shooting.grid, seg.grid, target_to_source_mm=np.linalg.inv(matrix))[0]
+
+
+def periventricular_gm_ml(mwp1: torch.Tensor) -> float:
+    """GM in mL within :data:`~vbmkit.preprocess.periventricular.BAND_MM` (3 mm) of the lateral
+    ventricles: the modulated GM (template grid) summed over the band around neuromorphometrics'
+    lateral ventricles, i.e. the subject's GM in that band pulled back through the deformation."""
+    shooting = load_shooting_template()
+    band = periventricular_band(lateral_ventricles(), tuple(shooting.grid.voxel_size), width_mm=BAND_MM)
+    return band_volume_ml(mwp1.cpu(), band, shooting.grid.voxel_volume_ml)
 
 
 def to_native(seg: SegmentationStep, native: Grid) -> torch.Tensor:

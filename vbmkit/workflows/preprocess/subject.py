@@ -7,10 +7,8 @@ contract are documented in ``docs/preprocess.md``.
 
 from __future__ import annotations
 
-import platform
 import time
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +18,26 @@ import torch
 from vbmkit import __version__
 from vbmkit.config import PreprocessConfig
 from vbmkit.errors import ConfigError
+from vbmkit.io.atlas_catalog import resolve_atlas_names
 from vbmkit.io.bids import T1Input
 from vbmkit.io.records import write_report
 from vbmkit.io.weights import deepmriprep_weights_missing
-from vbmkit.workflows.preprocess import steps
-from vbmkit.workflows.preprocess.naming import output_paths, settings_hash
+from vbmkit.versions import package_versions as installed_versions
+from vbmkit.workflows.preprocess import cat12_outputs, derivatives, qc, steps
+from vbmkit.workflows.preprocess.naming import (
+    cat12_xml_paths,
+    output_paths,
+    qc_image_path,
+    settings_hash,
+)
 
 Progress = Callable[[str], None]
 
 
 def versions() -> dict[str, str]:
     """Versions of vbmkit and of the libraries whose behaviour shapes the outputs."""
-    out = {"vbmkit": __version__, "python": platform.python_version(), "torch": torch.__version__}
-    for pkg in ("numpy", "scipy", "nibabel", "deepbet", "deepmriprep"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "absent"
-    return out
+    return {"vbmkit": __version__, "torch": torch.__version__,
+            **installed_versions(("numpy", "scipy", "nibabel", "deepbet", "deepmriprep"))}
 
 
 def check_engine(settings: PreprocessConfig) -> None:
@@ -113,6 +113,9 @@ def preprocess_subject(t1: T1Input, out: Path, settings: PreprocessConfig, *,
     check_engine(settings)
     device = torch.device(device)
     paths = output_paths(out, t1.name, settings)
+    xml_paths = cat12_xml_paths(out, t1.name, settings)
+    if "catroi_xml" in xml_paths:
+        resolve_atlas_names(settings.roi_atlases)  # a bad name fails before any work
     clock = _Clock(progress)
     source = str(t1.path)
 
@@ -127,17 +130,28 @@ def preprocess_subject(t1: T1Input, out: Path, settings: PreprocessConfig, *,
         seg = steps.segment_native(seg_input, aff.matrix, device=device)
     if settings.deformed_priors:
         with clock.step("segment_deformed_priors"):
-            seg = steps.segment_with_deformed_priors(seg_input, seg, aff.matrix, device=device)
+            seg = steps.segment_with_deformed_priors(seg_input, seg, aff.matrix, device=device,
+                                                     csf_wm=settings.csf_wm_class)
     del seg_input
     with clock.step("native_maps"):
         native_maps = steps.to_native(seg, native.grid)
         volumes = steps.native_volumes(native_maps, native.grid)
         steps.write_native(paths, native_maps, native.grid, native.stored_affine)
+    with clock.step("quality_rating"):
+        rating = qc.quality_rating(native, native_maps[0])
     with clock.step("nonlinear"):
         reg = steps.register_to_shooting_template(seg, aff.matrix, settings, device=device)
     with clock.step("modulate"):
         warped = steps.warp_and_modulate(reg, aff.matrix, native_maps[1:3], native.grid)
-        del native_maps
+    roi = None
+    if "catroi_xml" in xml_paths:
+        with clock.step("roi_native"):
+            roi = cat12_outputs.native_roi_volumes(t1.name, native_maps, native.grid, reg.result.deformation,
+                                                   reg.grid, aff.matrix, settings.roi_atlases)
+    with clock.step("qc_figure"):
+        qc_png = qc.write_qc_figure(qc_image_path(out, t1.name, settings), native, native_maps[0], bm.mask,
+                                       warped.mwp[0], title=f"{t1.name}: {qc.rating_title(rating)}")
+    del native_maps
     with clock.step("smooth"):
         smoothed = steps.smooth_maps(warped.mwp, settings.fwhm)
     with clock.step("write"):
@@ -150,6 +164,7 @@ def preprocess_subject(t1: T1Input, out: Path, settings: PreprocessConfig, *,
         **warped.quality,
         "volume_preservation_gm": warped.mwp_volumes_ml["gm"] / max(volumes["gm_ml"], 1e-9),
         "volume_preservation_wm": warped.mwp_volumes_ml["wm"] / max(volumes["wm_ml"], 1e-9),
+        "periventricular_gm_ml": steps.periventricular_gm_ml(warped.mwp[0]),
         "brain_mask_ml": float(bm.mask.sum()) * native.grid.voxel_volume_ml,
         "skull_stripped_input": bm.skull_stripped,
     }
@@ -165,6 +180,7 @@ def preprocess_subject(t1: T1Input, out: Path, settings: PreprocessConfig, *,
         "volumes_fraction": {k[:-5]: v for k, v in volumes.items() if k.endswith("_frac")},
         "mwp_volumes_ml": warped.mwp_volumes_ml,
         "quality": quality,
+        "quality_rating": rating,
         "native_grid": {"shape": list(native.grid.shape),
                         "voxel_size_mm": [float(v) for v in native.grid.voxel_size],
                         "stored_affine": np.asarray(native.stored_affine).tolist()},
@@ -173,6 +189,16 @@ def preprocess_subject(t1: T1Input, out: Path, settings: PreprocessConfig, *,
         "timings_s": {**clock.times, "total": round(clock.total(), 3)},
         "outputs": {k: str(p.relative_to(out)) for k, p in paths.items()},
     }
+    if xml_paths:
+        volumes_ml = report["volumes_ml"]
+        cat12_outputs.write_cat12_files(xml_paths["cat_xml"], xml_paths.get("catroi_xml"), name=t1.name,
+                                        source=source, volumes_ml=volumes_ml, roi=roi,
+                                        ratings=rating.get("marks"), measures=rating.get("cat12_measures"))
+        report["outputs"].update({k: str(p.relative_to(out)) for k, p in xml_paths.items()})
+    if qc_png is not None:
+        report["outputs"]["qc_png"] = str(qc_png.relative_to(out))
+    derivatives.write_derivative_files(paths, out=out, name=t1.name, t1_path=t1.path,
+                                       settings_hash=report["settings_hash"])
     write_report(paths["report"], report)  # last: its presence marks the subject as finished
     return report
 

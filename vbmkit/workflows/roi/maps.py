@@ -97,13 +97,39 @@ def check_values(data: torch.Tensor, path: Path, *, inside: torch.Tensor | None 
     return data
 
 
-def template_volumes(subjects: Sequence[SubjectMaps], tissues: Sequence[str], atl: Atlas, *,
+def template_volumes(subjects: Sequence[SubjectMaps], tissues: Sequence[str], atl: Atlas | Sequence[Atlas], *,
                      device: torch.device, batch_size: int = 16, progress: bool = True
-                     ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-    """(N, T, R) regional and (N, T) total mL of the modulated maps, batch by batch, + timings."""
-    index = region_index(atl.labels, atl.region_ids, device=device)
-    n, r, t = len(subjects), index.n_regions, len(tissues)
-    regional = np.zeros((n, t, r))
+                     ) -> tuple[np.ndarray | list[np.ndarray], np.ndarray, dict[str, float]]:
+    """Regional and total mL of the modulated maps, batch by batch, + timings.
+
+    Parameters
+    ----------
+    atl : Atlas or sequence of Atlas
+        One atlas, or several on one grid (each map is read and checked once for all of them).
+
+    Returns
+    -------
+    regional : ndarray (N, T, R), or a list of them (one per atlas) when ``atl`` is a sequence
+        mL per subject, tissue and region.
+    total : ndarray (N, T)
+        mL over the whole grid.
+    timing : dict
+        Seconds spent reading and summing.
+    """
+    atlases = [atl] if isinstance(atl, Atlas) else list(atl)
+    first = atlases[0]
+    for other in atlases[1:]:
+        if not other.grid.matches(first.grid):
+            raise ValueError(f"atlases: expected one grid for all; {other.name} has {other.grid.shape}, "
+                             f"{first.name} {first.grid.shape}")
+    inside = torch.zeros(first.grid.shape, dtype=torch.bool)
+    for a in atlases:
+        inside |= a.labels > 0
+    # the value checks look at the union of the atlases' labels (one atlas: its labels, as before)
+    probe = Atlas(first.name, torch.where(inside, 1, 0), first.grid, first.stored_affine, first.table)
+    indices = [region_index(a.labels, a.region_ids, device=device) for a in atlases]
+    n, t = len(subjects), len(tissues)
+    regional = [np.zeros((n, t, index.n_regions)) for index in indices]
     total = np.zeros((n, t))
     warned: set = set()
     means: dict = {}
@@ -114,11 +140,12 @@ def template_volumes(subjects: Sequence[SubjectMaps], tissues: Sequence[str], at
             batch = subjects[start:start + batch_size]
             tr = time.perf_counter()
             files = [s.maps[ti] for s in batch for ti in tissues]
-            maps = list(pool.map(lambda p: read_map_on_atlas(p, atl, warned, means), files))
-            block = torch.stack(maps).reshape(len(batch), t, *atl.grid.shape).to(device)
+            maps = list(pool.map(lambda p: read_map_on_atlas(p, probe, warned, means), files))
+            block = torch.stack(maps).reshape(len(batch), t, *first.grid.shape).to(device)
             tc = time.perf_counter()
-            vols = region_volumes(block, index, voxel_volume_ml=atl.grid.voxel_volume_ml)
-            regional[start:start + len(batch)] = vols.regional.cpu().numpy()
+            for k, index in enumerate(indices):
+                vols = region_volumes(block, index, voxel_volume_ml=first.grid.voxel_volume_ml)
+                regional[k][start:start + len(batch)] = vols.regional.cpu().numpy()
             total[start:start + len(batch)] = vols.total.cpu().numpy()
             t_read += tc - tr
             t_compute += time.perf_counter() - tc
@@ -127,6 +154,5 @@ def template_volumes(subjects: Sequence[SubjectMaps], tissues: Sequence[str], at
     for tissue in tissues:  # an outlying in-atlas mean: a warning naming the file and its robust z
         paths = [s.maps[tissue] for s in subjects]
         warn_outlying_means(torch.tensor([means[p] for p in paths]), paths, where="the atlas")
-    return regional, total, {"read": round(t_read, 3), "volumes": round(t_compute, 3)}
-
-
+    timing = {"read": round(t_read, 3), "volumes": round(t_compute, 3)}
+    return (regional[0] if isinstance(atl, Atlas) else regional), total, timing

@@ -22,6 +22,7 @@ from vbmkit.device import resolve_device
 from vbmkit.errors import ConfigError
 from vbmkit.formula.design import build_design, check_formula_columns, parse_contrasts
 from vbmkit.io.atlas import Atlas, load_atlas
+from vbmkit.io.atlas_catalog import resolve_atlas_names
 from vbmkit.io.atomic import atomic_path
 from vbmkit.io.catroi import LONG_COLUMNS, subject_tiv_ml, write_cat12_group_csv
 from vbmkit.io.ownership import check_claimable
@@ -39,7 +40,7 @@ from vbmkit.workflows.roi.native import native_volumes
 from vbmkit.workflows.stage import cached_run, fingerprint
 from vbmkit.workflows.subjects import match_subjects, read_table
 
-STATS_COLUMNS = ["region", "region_id", "hemisphere", "tissue", "contrast", "kind", "stat", "df1", "df2",
+STATS_COLUMNS = ["atlas", "region", "region_id", "hemisphere", "tissue", "contrast", "kind", "stat", "df1", "df2",
                  "p", "q_fdr", "effect", "std_effect"]
 
 
@@ -49,7 +50,7 @@ def _write_csv(path: Path, table: pd.DataFrame) -> None:
         table.to_csv(tmp, index=False, float_format="%.10g")
 
 
-def run_roi(images: Sequence[str | os.PathLike], *, out: str | os.PathLike, atlas: str = "lpba40",
+def run_roi(images: Sequence[str | os.PathLike], *, out: str | os.PathLike, atlas: str | Sequence[str] = "lpba40",
             covariates: str | os.PathLike | pd.DataFrame | None = None, id_column: str = "participant_id",
             formula: str | None = None, contrasts: Mapping[str, object] | None = None,
             standardize: bool = True, missing: str = "error", native: bool = False,
@@ -64,11 +65,15 @@ def run_roi(images: Sequence[str | os.PathLike], *, out: str | os.PathLike, atla
     out : path
         Output folder: ``roi_long.csv``, ``roi_wide.csv``, ``<name>_catROI_<atlas>_V{gm,wm,csf}.csv``,
         ``roi_summary.json`` and, with covariates, ``roi_stats.csv``.
-    atlas : str
-        ``lpba40`` or another atlas name / NIfTI path (:func:`vbmkit.io.atlas.load_atlas`).
+    atlas : str or sequence of str
+        ``lpba40``, another atlas name / NIfTI path (:func:`vbmkit.io.atlas.load_atlas`), several
+        (``"lpba40,neuromorphometrics"`` or a list), ``all`` or ``cat12`` (neuromorphometrics,
+        lpba40, cobra, hammers): :func:`vbmkit.io.atlas_catalog.resolve_atlas_names`. Every table
+        has an ``atlas`` column; with several atlases the columns of ``roi_wide.csv`` are
+        ``<atlas>.<abbr>_<tissue>`` and ``<atlas>.atlas_<tissue>``.
     covariates, id_column, formula, contrasts, standardize, missing
         As for ``vbmkit glm``: the ROI statistics fit the same design and contrasts to every
-        region's volume (FDR across regions per contrast and tissue).
+        region's volume (FDR across the regions of each atlas, per contrast and tissue).
     native : bool
         Measure in each subject's native space as CAT12 does (atlas carried into the subject
         through the inverse of the ``y_`` deformation, native ``p1``/``p2``/``p3`` summed per
@@ -117,8 +122,9 @@ def run_roi(images: Sequence[str | os.PathLike], *, out: str | os.PathLike, atla
                 keep = set(design.table[id_column])
                 subjects = [s for s in subjects if s.name in keep]
             contrast_list = parse_contrasts(dict(contrasts), design)
-    atl = load_atlas(atlas)
-    settings = {"atlas": atlas, "native": native, "tissues": tissues, "formula": formula,
+    names = resolve_atlas_names(atlas)
+    atl = [load_atlas(a) for a in names]
+    settings = {"atlas": ",".join(names), "native": native, "tissues": tissues, "formula": formula,
                 "contrasts": dict(contrasts or {}), "standardize": standardize, "id_column": id_column, "missing": missing,
                 "subjects": [s.name for s in subjects], "version": __version__}
     key = fingerprint(settings, [p for s in subjects for p in s.maps.values()],
@@ -147,35 +153,69 @@ def _match_covariates(subjects: list[SubjectMaps], covariates, *, id_column: str
     return chosen, used
 
 
-def _measure_and_write(out: Path, subjects, tissues, atl: Atlas, design, contrast_list, dev, *,
+def _measure_and_write(out: Path, subjects, tissues, atlases: list[Atlas], design, contrast_list, dev, *,
                        native: bool, batch_size: int, progress: bool, prefix: str) -> dict:
-    """Measure every region and write the tables into the (temporary) folder ``out``; the summary."""
+    """Measure every region of every atlas and write the tables into the (temporary) folder ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    if native:
-        regional, total, timing = native_volumes(subjects, tissues, atl, device=dev, progress=progress)
-    else:
-        regional, total, timing = template_volumes(subjects, tissues, atl, device=dev, batch_size=batch_size,
-                                                   progress=progress)
+    regionals: list[np.ndarray] = []
+    timing: dict[str, float] = {}
+    groups: dict[tuple, list[int]] = {}  # atlases on one grid share each map read
+    for k, a in enumerate(atlases):
+        groups.setdefault((a.grid.shape, a.grid.affine.round(6).tobytes()), []).append(k)
+    by_atlas: dict[int, np.ndarray] = {}
+    for members in groups.values():
+        if native:
+            for k in members:
+                by_atlas[k], total, tm = native_volumes(subjects, tissues, atlases[k], device=dev, progress=progress)
+                timing = {key: timing.get(key, 0.0) + v for key, v in tm.items()}
+        else:
+            parts, total, tm = template_volumes(subjects, tissues, [atlases[k] for k in members], device=dev,
+                                                batch_size=batch_size, progress=progress)
+            by_atlas.update(zip(members, parts, strict=True))
+            timing = {key: timing.get(key, 0.0) + v for key, v in tm.items()}
+    regionals = [by_atlas[k] for k in range(len(atlases))]
     tivs = [subject_tiv_ml(s.maps["gm"], (split_kind(s.maps["gm"]) or ("", ""))[1]) for s in subjects]
-    tables = volume_tables(subjects, tissues, atl, regional, total, tivs)
+    several = len(atlases) > 1
+    longs, wides = [], []
+    for atl, regional in zip(atlases, regionals, strict=True):
+        tables = volume_tables(subjects, tissues, atl, regional, total, tivs)
+        longs.append(tables["long"])
+        wide = tables["wide"]
+        if several:  # one row per subject: region columns named by atlas, totals and TIV once
+            keep = ["subject", *(f"total_{t}" for t in tissues), "TIV"]
+            wide = wide.rename(columns={c: f"{atl.name}.{c}" for c in wide.columns if c not in keep})
+        wides.append(wide)
+    long = pd.concat(longs, ignore_index=True)
+    wide = wides[0]
+    for w in wides[1:]:
+        wide = wide.merge(w.drop(columns=[*(f"total_{t}" for t in tissues), "TIV"]), on="subject")
+    if several:
+        wide = wide[[c for c in wide.columns if c not in ("TIV", *(f"total_{t}" for t in tissues))]
+                    + [f"total_{t}" for t in tissues] + ["TIV"]]
     stats = None
     if design is not None:
-        stats = _roi_stats(regional, tissues, atl, design, contrast_list, dev)
-    exports = [f"{prefix}_catROI_{atl.name}_V{tissue}.csv" for tissue in tissues]
-    files = ["roi_long.csv", "roi_wide.csv", *exports] + (["roi_stats.csv"] if stats is not None else [])
-    _write_csv(out / "roi_long.csv", tables["long"])
-    _write_csv(out / "roi_wide.csv", tables["wide"])
-    for tissue, export in zip(tissues, exports, strict=True):
-        write_cat12_group_csv(out / export, tables["long"], tissue=tissue)
+        stats = pd.concat([_roi_stats(r, tissues, a, design, contrast_list, dev)
+                           for a, r in zip(atlases, regionals, strict=True)], ignore_index=True)
+    exports = [(a, tissue, f"{prefix}_catROI_{a.name}_V{tissue}.csv") for a in atlases for tissue in tissues]
+    files = ["roi_long.csv", "roi_wide.csv", *(e[2] for e in exports)] + (["roi_stats.csv"] if stats is not None else [])
+    _write_csv(out / "roi_long.csv", long)
+    _write_csv(out / "roi_wide.csv", wide)
+    for a, tissue, export in exports:
+        write_cat12_group_csv(out / export, long[long["atlas"] == a.name], tissue=tissue)
     if stats is not None:
         _write_csv(out / "roi_stats.csv", stats)
-    r = regional.shape[-1]
-    coverage = (regional[:, 0].sum(-1) / np.maximum(total[:, 0], 1e-12))
-    return {"atlas": atl.name, "regions": r, "subjects": len(subjects), "tissues": list(tissues),
-            "device": str(dev),
-            "gm_fraction_in_atlas": {"median": float(np.median(coverage)), "min": float(coverage.min()),
-                                     "max": float(coverage.max())},
-            "files": files, "space": "native" if native else "template", "seconds": dict(timing)}
+    per_atlas = {}
+    for a, regional in zip(atlases, regionals, strict=True):
+        coverage = regional[:, 0].sum(-1) / np.maximum(total[:, 0], 1e-12)
+        per_atlas[a.name] = {"regions": int(regional.shape[-1]),
+                             "gm_fraction_in_atlas": {"median": float(np.median(coverage)),
+                                                      "min": float(coverage.min()), "max": float(coverage.max())}}
+    first = per_atlas[atlases[0].name]
+    return {"atlas": ",".join(a.name for a in atlases), "atlases": per_atlas,
+            "regions": sum(v["regions"] for v in per_atlas.values()), "subjects": len(subjects),
+            "tissues": list(tissues), "device": str(dev), "gm_fraction_in_atlas": first["gm_fraction_in_atlas"],
+            "files": files, "space": "native" if native else "template",
+            "seconds": {k: round(v, 3) for k, v in timing.items()}}
 
 
 def volume_tables(subjects: Sequence[SubjectMaps], tissues: Sequence[str], atl: Atlas, regional: np.ndarray,
@@ -211,7 +251,8 @@ def volume_tables(subjects: Sequence[SubjectMaps], tissues: Sequence[str], atl: 
 
 
 def _roi_stats(regional: np.ndarray, tissues, atl: Atlas, design, contrasts, dev) -> pd.DataFrame:
-    """Fit the design to every region x tissue volume; FDR across regions per contrast and tissue."""
+    """Fit the design to every region x tissue volume of one atlas; FDR across its regions per
+    contrast and tissue (each atlas is its own family of tests)."""
     n, t, r = regional.shape
     y = torch.from_numpy(regional.reshape(n, t * r).astype(np.float32))
     maps = fit(y, design.X, contrasts, device=dev, columns=design.columns)
@@ -224,7 +265,8 @@ def _roi_stats(regional: np.ndarray, tissues, atl: Atlas, design, contrasts, dev
         for k, tissue in enumerate(tissues):
             q = fdr_q(p[k])
             rows.append(pd.DataFrame({
-                "region": tab["abbr"], "region_id": tab["region_id"], "hemisphere": tab["hemisphere"],
+                "atlas": atl.name, "region": tab["abbr"], "region_id": tab["region_id"],
+                "hemisphere": tab["hemisphere"],
                 "tissue": tissue, "contrast": con.name, "kind": res.kind, "stat": stat[k],
                 "df1": res.df[0], "df2": res.df[1], "p": p[k], "q_fdr": q, "effect": eff[k],
                 "std_effect": std[k]}))

@@ -12,6 +12,8 @@ Layout of ``OUT``::
       volumes.csv                     name, gm_ml, wm_ml, csf_ml, tiv_ml (true native volumes)
       effect_age.nii.gz               true GM change per year (template grid)
       effect_group.nii.gz             true GM difference patient - control
+      periventricular_band.nii.gz     with --ventricle-widening: the 3 mm band around the lateral
+                                      ventricles, where the true GM does not change
       regions.json, parameters.json   the planted regions and the simulation settings
 
 Every file is written atomically; a rerun with the same seed skips subjects already written
@@ -37,6 +39,8 @@ from vbmkit.io.atomic import atomic_path, write_json
 from vbmkit.io.nifti import save_volume
 from vbmkit.io.ownership import claim
 from vbmkit.io.templates import load_shooting_template, output_grid
+from vbmkit.io.ventricles import lateral_ventricles
+from vbmkit.preprocess.periventricular import BAND_MM, periventricular_band
 from vbmkit.preprocess.smooth import smooth_fwhm
 from vbmkit.simulate.cohort import (
     CohortParameters,
@@ -229,8 +233,10 @@ def _write_cohort(out: Path, *, n: int, seed: int, params: CohortParameters, age
     atlas = load_atlas("lpba40", grid=template.grid)
     age_ids = _region_ids(atlas.table, age_regions)
     group_ids = _region_ids(atlas.table, group_regions)
+    widening = params.ventricle_widening_mm_per_year > 0
+    ventricles = lateral_ventricles() if widening else None
     design = design_cohort(template.data, atlas.labels, n=n, generator=torch.Generator().manual_seed(seed),
-                           age_regions=age_ids, group_regions=group_ids, parameters=params)
+                           age_regions=age_ids, group_regions=group_ids, parameters=params, ventricles=ventricles)
     ids = subject_ids(n)
     truth = out / "truth"
     grid, stored = template.grid, template.stored_affine
@@ -240,6 +246,10 @@ def _write_cohort(out: Path, *, n: int, seed: int, params: CohortParameters, age
     for name, emap in effects.items():
         save_volume(truth / f"effect_{name}.nii.gz", emap, grid.affine, orientation_of=stored,
                     description=f"vbmkit simulate: true {name} effect on GM")
+    if widening:  # where the truth has no GM change but the ventricle wall moves
+        band = periventricular_band(ventricles, tuple(grid.voxel_size), width_mm=BAND_MM)
+        save_volume(truth / "periventricular_band.nii.gz", band.float(), grid.affine, orientation_of=stored,
+                    description=f"vbmkit simulate: {BAND_MM:g} mm band around the lateral ventricles")
     write_json(truth / "regions.json", {"atlas": "lpba40", "age": list(age_regions), "age_ids": age_ids,
                                         "group": list(group_regions), "group_ids": group_ids})
     write_json(truth / "parameters.json", {"n": n, "seed": seed, "images": images, **asdict(params)})

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import torch
 from vbmkit.errors import ResourceError
 from vbmkit.io.records import sha256
 from vbmkit.io.resources import atlas_paths, describe_resource, template_path
+from vbmkit.versions import package_versions as installed_versions
 
 PACKAGES = ("vbmkit", "torch", "numpy", "scipy", "nibabel", "pandas", "statsmodels", "formulaic",
             "nilearn", "matplotlib", "pydantic", "pyyaml", "deepbet", "deepmriprep", "torchreg")
@@ -30,13 +30,7 @@ PACKAGES = ("vbmkit", "torch", "numpy", "scipy", "nibabel", "pandas", "statsmode
 
 def package_versions() -> dict[str, str]:
     """Installed version of each package of :data:`PACKAGES` (``absent`` when not installed)."""
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "absent"
-    return out
+    return installed_versions(PACKAGES)
 
 
 sha256_file = lru_cache(maxsize=32)(sha256)  # resources are hashed once per process

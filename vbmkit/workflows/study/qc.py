@@ -7,10 +7,17 @@ Writes into ``out``:
 - ``correlation.csv``: the N x N correlation matrix (names as header and first column);
 - ``qc.json``: threshold, settings, flagged names;
 - ``homogeneity.png``: mean correlation per subject with the threshold line.
+
+Each row of ``qc.csv`` also links the subject's visual QC image of the preprocessing
+(``qc_image``: ``<subject>/report/<name>_qc.png`` relative to ``out``) and its image-quality
+rating (``IQR``: CAT12 mark, ``IQR_percent``, ``grade``) when its report is beside the maps;
+``qc.json``'s ``review`` lists every homogeneity outlier and every subject graded below
+:data:`LOW_GRADE_PERCENT` with the reason and the link, for the study report.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +34,47 @@ from vbmkit.stats.qc import correlation_matrix, sample_homogeneity
 
 #: Voxels per chunk of the correlation GEMM (N x chunk float32 on the device).
 CHUNK_VOXELS = 65536
+#: Subjects whose image-quality rating is below this percent (CAT12's C-, mark 3.5) are listed
+#: for review.
+LOW_GRADE_PERCENT = 70.0
+
+
+def subject_quality(map_path: Path, name: str, out: Path) -> dict:
+    """Rating and QC image of one subject from the preprocessing report beside its map.
+
+    Looks for ``<subject>/report/<name>.json`` and ``<name>_qc.png`` beside ``<subject>/mri/``.
+    Returns ``IQR``, ``IQR_percent``, ``grade`` (NaN/empty without a rating) and ``qc_image``
+    (path relative to ``out``, empty when there is none).
+    """
+    folder = map_path.parent
+    report_dir = (folder.parent if folder.name == "mri" else folder) / "report"
+    row: dict = {"IQR": float("nan"), "IQR_percent": float("nan"), "grade": "", "qc_image": ""}
+    try:
+        rating = json.loads((report_dir / f"{name}.json").read_text(encoding="utf-8")).get("quality_rating") or {}
+    except (OSError, ValueError):
+        rating = {}
+    if isinstance(rating, dict) and "marks" in rating:
+        row.update({"IQR": rating["marks"].get("IQR"), "IQR_percent": rating.get("IQR_percent"),
+                    "grade": rating.get("grade", "")})
+    png = report_dir / f"{name}_qc.png"
+    if png.is_file():
+        row["qc_image"] = Path(os.path.relpath(png, out)).as_posix()
+    return row
+
+
+def review_list(table: pd.DataFrame) -> list[dict]:
+    """Homogeneity outliers and low grades of ``qc.csv``: name, reasons, QC image link."""
+    out = []
+    for _, r in table.iterrows():
+        reasons = []
+        if bool(r["flagged"]):
+            reasons.append(f"homogeneity outlier (mean correlation {r['mean_correlation']:.3f}, z {r['zscore']:.2f})")
+        pct = r.get("IQR_percent")
+        if pct is not None and pd.notna(pct) and float(pct) < LOW_GRADE_PERCENT:
+            reasons.append(f"image quality {float(pct):.1f} % ({r.get('grade', '')})")
+        if reasons:
+            out.append({"name": r["name"], "reasons": reasons, "qc_image": r.get("qc_image", "") or ""})
+    return out
 
 
 def map_name(path: Path, kind: str) -> str:
@@ -77,6 +125,8 @@ def run_qc(maps: Sequence[str | os.PathLike], out: str | os.PathLike, *, setting
                           "mean_correlation": result.mean_correlation.cpu().numpy(),
                           "zscore": result.zscore.cpu().numpy(),
                           "flagged": result.flagged.cpu().numpy()})
+    ratings = pd.DataFrame([subject_quality(p, n, out) for p, n in zip(paths, names, strict=True)])
+    table = pd.concat([table, ratings], axis=1)
     if quality is not None and "name" in quality.columns:
         extra = quality.drop(columns=[c for c in quality.columns if c in table.columns and c != "name"])
         table = table.merge(extra, on="name", how="left")
@@ -95,6 +145,8 @@ def run_qc(maps: Sequence[str | os.PathLike], out: str | os.PathLike, *, setting
         "mean_of_mean_correlation": float(result.mean_correlation.mean()),
         "threshold": result.threshold,
         "flagged": [n for n, f in zip(names, result.flagged.tolist(), strict=True) if f],
+        "low_grade_percent": LOW_GRADE_PERCENT,
+        "review": review_list(table),
         "files": {"table": "qc.csv", "correlation": "correlation.csv", "figure": "homogeneity.png"},
     }
     write_json(out / "qc.json", summary)
