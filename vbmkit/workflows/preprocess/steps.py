@@ -16,6 +16,7 @@ Each step wires data between grids and calls pure functions of :mod:`vbmkit.prep
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -263,20 +264,31 @@ def deformed_priors(seg: SegmentationStep, matrix: np.ndarray, *, device: torch.
                                 iterations=iterations, compute_inverse=True, device=device)
     data = shooting.data.float()
     if csf_wm:
-        data = torch.cat([data, csf_wm_region(lateral_ventricles(), tuple(shooting.grid.voxel_size))[None]])
+        data = torch.cat([data, _template_csf_wm_region()[None]])
     pulled = warp(data[None].to(device), result.inverse.detach())[0]
     rest = (1.0 - pulled[0] - pulled[1]).clamp(0.0, 1.0)  # outside the field of view, too
     pulled = torch.stack([pulled[0], pulled[1], rest, *pulled[3:]])
     return resample(pulled[None].cpu(), shooting.grid, seg.grid, target_to_source_mm=np.linalg.inv(matrix))[0]
 
 
+@lru_cache(maxsize=1)
+def _template_csf_wm_region() -> torch.Tensor:
+    """The CSF/WM class region on the template grid: the same for every subject, made once."""
+    return csf_wm_region(lateral_ventricles(), tuple(load_shooting_template().grid.voxel_size))
+
+
+@lru_cache(maxsize=1)
+def _template_band() -> torch.Tensor:
+    """The 3 mm periventricular band on the template grid: the same for every subject, made once."""
+    return periventricular_band(lateral_ventricles(), tuple(load_shooting_template().grid.voxel_size),
+                                width_mm=BAND_MM)
+
+
 def periventricular_gm_ml(mwp1: torch.Tensor) -> float:
     """GM in mL within :data:`~vbmkit.preprocess.periventricular.BAND_MM` (3 mm) of the lateral
     ventricles: the modulated GM (template grid) summed over the band around neuromorphometrics'
     lateral ventricles, i.e. the subject's GM in that band pulled back through the deformation."""
-    shooting = load_shooting_template()
-    band = periventricular_band(lateral_ventricles(), tuple(shooting.grid.voxel_size), width_mm=BAND_MM)
-    return band_volume_ml(mwp1.cpu(), band, shooting.grid.voxel_volume_ml)
+    return band_volume_ml(mwp1.cpu(), _template_band(), load_shooting_template().grid.voxel_volume_ml)
 
 
 def to_native(seg: SegmentationStep, native: Grid) -> torch.Tensor:
