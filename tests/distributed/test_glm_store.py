@@ -108,7 +108,7 @@ def test_api_fit_store(tmp_path):
         GLM("age").fit_store(tmp_path / "store", rows.iloc[:3])
 
 
-def test_store_blocks_fitted_on_dask_workers(tmp_path):
+def test_store_blocks_fitted_on_dask_workers_through_the_cli(tmp_path):
     import logging
 
     from distributed import LocalCluster
@@ -119,9 +119,12 @@ def test_store_blocks_fitted_on_dask_workers(tmp_path):
                    progress=False, store=tmp_path / "store")
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                       silence_logs=logging.ERROR) as cluster:
-        there = run_glm([], tmp_path / "cov.csv", id_column="participant_id", settings=settings,
-                        out=tmp_path / "there", progress=False, store=tmp_path / "store",
-                        scheduler=cluster.scheduler_address)
+        res = runner.invoke(app, ["glm", "--store", str(tmp_path / "store"), "--covariates", str(tmp_path / "cov.csv"),
+                                  "--formula", "age", "--contrast", "age=age", "--subsamples", "10", "--seed", "2",
+                                  "--memory-gb", "2e-5", "--scheduler", cluster.scheduler_address,
+                                  "--out", str(tmp_path / "there"), "-q"])
+    assert res.exit_code == 0, res.output
+    there = json.loads((tmp_path / "there" / "summary.json").read_text())
     assert there["store_blocks"] == here["store_blocks"] > 1
     for name in ("age/t.nii.gz", "age/t_median.nii.gz", "mask.nii.gz"):  # as the in-memory comparison
         np.testing.assert_allclose(_img(tmp_path / "there" / name), _img(tmp_path / "here" / name), rtol=1e-6,

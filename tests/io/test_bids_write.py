@@ -12,6 +12,7 @@ from vbmkit.errors import ConfigError
 from vbmkit.io.bids_write import (
     ENTITY_ORDER,
     bids_entities,
+    bids_map_kind,
     bids_name,
     check_derivative_structure,
     sidecar_path,
@@ -19,7 +20,8 @@ from vbmkit.io.bids_write import (
     write_dataset_description,
     write_sidecar,
 )
-from vbmkit.io.nifti import save_volume
+from vbmkit.io.map_files import find_maps
+from vbmkit.io.nifti import image_stem, save_volume
 from vbmkit.workflows.preprocess.naming import (
     bids_paths,
     claimed_entries,
@@ -61,6 +63,21 @@ def test_preprocess_paths_in_the_bids_layout(tmp_path):
     cat12 = PreprocessConfig()
     assert output_paths(tmp_path, "sub-07_T1w", cat12)["mwp1"] == tmp_path / "sub-07_T1w" / "mri" / "mwp1sub-07_T1w.nii.gz"
     assert claimed_entries(["sub-07_T1w"], cat12)[0] == "sub-07_T1w/"
+
+
+def test_bids_map_names_read_back_as_cat12_kinds(tmp_path):
+    settings = PreprocessConfig(layout="bids", fwhm=[6.0, 4.5], save_deformation=True)
+    paths = bids_paths(tmp_path, "sub-07_ses-2_T1w", settings)
+    kinds = {key: bids_map_kind(image_stem(path)) for key, path in paths.items()}
+    for key in ("p0", "p1", "p2", "p3", "mwp1", "mwp2", "s6mwp1", "s6mwp2", "s4.5mwp1", "s4.5mwp2"):
+        assert kinds[key] == ("sub-07_ses-2", key)
+    assert kinds["y"] is None and kinds["report"] is None
+    assert bids_map_kind("s6mwp1sub-07_T1w") is None
+    assert bids_map_kind("sub-07_label-GM_desc-other_probseg") is None
+    for key in ("s6mwp1", "mwp1", "s6mwp2"):
+        save_volume(paths[key], np.zeros((2, 2, 2)), np.eye(4))
+    assert find_maps([tmp_path], kind="s6mwp1") == [paths["s6mwp1"]]
+    assert find_maps([tmp_path], kind="mwp1") == [paths["mwp1"]]
 
 
 def _dataset(tmp_path):

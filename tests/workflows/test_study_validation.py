@@ -74,6 +74,11 @@ BAD = [
     ("TIV without a source", ("age + C(sex) + C(group)", "age + TIV"), "glm.formula", "TIV", 6),
     ("mask file missing", ("  fraction: 0.8\n", "  fraction: 0.8\n  mask: mask.nii.gz\n"), "glm.mask", "does not exist", 12),
     ("unknown atlas", ("  fraction: 0.8\n", "  fraction: 0.8\nroi:\n  atlas: nosuchatlas\n"), "roi.atlas", "nosuchatlas", 13),
+    ("unknown atlas in a list", ("  fraction: 0.8\n", "  fraction: 0.8\nroi:\n  atlas: cat12,nosuchatlas\n"),
+     "roi.atlas", "nosuchatlas", 13),
+    ("store missing", ("  fraction: 0.8\n", "  fraction: 0.8\n  store: nostore\n"), "glm.store", "does not exist", 12),
+    ("store with permutations", ("  fraction: 0.8\n", "  fraction: 0.8\n  store: maps\n  permutations: 10\n"),
+     "glm.permutations", "not run from glm.store", 13),
     ("negative subsamples", ("  subsamples: 10\n", "  subsamples: -1\n"), "glm.subsamples", "greater than or equal to 0", 10),
     ("no inputs", ("  maps: [maps]\n", ""), "inputs", "expected 't1'", 2),
     ("yaml syntax", ("    age: age\n", "    age: [age\n"), "", "expected valid YAML", None),
@@ -95,6 +100,12 @@ def test_bad_yaml_one_line_error_naming_the_key_and_no_output(study, kind, edit,
         assert msg.startswith(f"study.yaml:{line}: ")
     assert not (study / "t_out").exists()
     assert sorted(p.name for p in study.iterdir()) == ["maps", "participants.csv", "study.yaml"]
+
+
+def test_atlas_keywords_and_lists_validate(study):
+    for atlas in ("cat12", "lpba40,neuromorphometrics", "all"):
+        (study / "study.yaml").write_text(GOOD + f"roi:\n  atlas: {atlas}\n")
+        assert load_study(study / "study.yaml").config.roi.atlas == atlas
 
 
 def test_cuda_device_without_cuda_is_refused(study):

@@ -85,6 +85,7 @@ def app_command(
     cluster_p: Annotated[float | None, typer.Option("--cluster-p", help="Cluster-forming uncorrected p for cluster extent/mass FWE p (needs --permutations; default 0.001 when the map-level engine runs).")] = None,
     tail: Annotated[TailChoice | None, typer.Option("--tail", help="Tail of the FWE p of t contrasts: positive (default, as SPM), negative or both; F: positive.", show_default=False)] = None,
     blocks: Annotated[str | None, typer.Option("--blocks", help="Covariate column of exchangeability blocks (permute within blocks; flip whole blocks for one-sample designs).")] = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="With --store: fit the store's voxel blocks on the workers of a running Dask scheduler (address tcp://host:8786 or scheduler file); the store and the output folder must be on a file system they share.", show_default=False)] = None,
     device: DeviceOption = "auto",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (with --study: default <study out>/glm).")] = None,
     study: Annotated[Path | None, typer.Option("--study", help="Study YAML: inputs.maps, inputs.covariates and the glm section; options given here override it.")] = None,
@@ -144,10 +145,10 @@ def app_command(
 
         with owned_entry(glm_out.parent, glm_out.name, command="run"):
             summary = run_glm(items, table, id_column=id_col, settings=settings, out=out, missing=missing_policy,
-                              device=device, progress=not quiet)
+                              device=device, progress=not quiet, scheduler=scheduler)
     else:
         summary = run_glm(items, table, id_column=id_col, settings=settings, out=out, missing=missing_policy,
-                          device=device, progress=not quiet)
+                          device=device, progress=not quiet, scheduler=scheduler)
     _print_summary(summary, out)
 
 

@@ -44,6 +44,8 @@ def app_command(
         "--layout", help="Output names: cat12 (OUT/<name>/mri/mwp1<name>.nii.gz) or bids (OUT/sub-X/[ses-Y/]anat/"
                          "sub-X_space-MNI152NLin2009cAsym_label-GM_desc-modulated_probseg.nii.gz; docs/outputs.md). "
                          "Default: the study's preprocess.layout, else cat12.", show_default=False)] = None,
+    store: Annotated[Path | None, typer.Option("--store", help="Append each finished subject's map to this subject x voxel store (created when absent; vbmkit glm --store reads it). Default with --study: glm.store.", show_default=False)] = None,
+    store_map: Annotated[str | None, typer.Option("--store-map", help="Map kind appended to --store (default: the study's glm.maps, else s6mwp1).", show_default=False)] = None,
     study: Annotated[Path | None, typer.Option("--study", help="Study YAML: its preprocess section and inputs.t1 are the defaults.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -71,6 +73,9 @@ def app_command(
         out = out if out is not None else study_out
         device_name = device_name if device != "auto" else cfg.device
         compute_cfg = cfg.compute
+        if cfg.glm is not None:
+            store = store if store is not None else cfg.glm.store
+            store_map = store_map if store_map is not None else cfg.glm.maps
     overrides = {k: v for k, v in {"fwhm": fwhm or None, "jobs": jobs,
                                    "engine": engine.value if engine is not None else None,
                                    "skull_strip": skull_strip.value if skull_strip is not None else None, "save_deformation": save_deformation,
@@ -85,14 +90,19 @@ def app_command(
     target = ComputeTarget(jobs=settings.jobs, scheduler=scheduler,
                            cluster=cluster.value if cluster is not None else None, config=compute_cfg)
     # local work (settings.jobs workers) is run_preprocess's default; a cluster is passed on
-    remote = {"compute": target} if target.remote else {}
+    extra: dict = {"compute": target} if target.remote else {}
+    if store is not None:
+        extra.update(store=store, store_map=store_map or "s6mwp1")
     if study is not None and out == study_out:  # <study out>/preprocess: the study folder lists it
         from vbmkit.io.ownership import owned_entry
 
         with owned_entry(study_out.parent, study_out.name, command="run"):
-            summary = run_preprocess(items, out, settings, device=device_name, progress=not quiet, **remote)
+            summary = run_preprocess(items, out, settings, device=device_name, progress=not quiet, **extra)
     else:
-        summary = run_preprocess(items, out, settings, device=device_name, progress=not quiet, **remote)
+        summary = run_preprocess(items, out, settings, device=device_name, progress=not quiet, **extra)
+    if summary.store is not None:
+        typer.echo(f"store {summary.store['path']}: {summary.store['appended']} maps appended, "
+                   f"{summary.store['replaced']} replaced, {summary.store['unchanged']} already there")
     if summary.skipped and not summary.done and not summary.failed:  # every subject reused
         typer.echo(f"up to date: {out} ({len(summary.skipped)} subjects already preprocessed)")
         return
@@ -124,4 +134,6 @@ def _read_study(path: Path):
     out = out if out.is_absolute() else root / out
     inputs = [t if Path(t).is_absolute() else str(root / t) for t in cfg.inputs.t1]
     cfg = cfg.model_copy(update={"inputs": cfg.inputs.model_copy(update={"t1": inputs})})
+    if cfg.glm is not None and cfg.glm.store is not None and not cfg.glm.store.is_absolute():  # YAML-relative
+        cfg = cfg.model_copy(update={"glm": cfg.glm.model_copy(update={"store": root / cfg.glm.store})})
     return cfg, out / "preprocess"

@@ -57,6 +57,40 @@ def bids_entities(name: str) -> dict[str, str]:
     return {"sub": label}
 
 
+_BIDS_MAP = re.compile(r"^(?P<prefix>sub-[A-Za-z0-9]+(?:_(?:ses|acq|ce|rec|run)-[A-Za-z0-9]+)*)"
+                       r"(?P<space>_space-[A-Za-z0-9]+)?(?:_label-(?P<label>GM|WM|CSF))?"
+                       r"(?:_desc-(?P<desc>[A-Za-z0-9]+))?_(?P<suffix>probseg|dseg)$")
+_TISSUE_NUMBER = {"GM": "1", "WM": "2", "CSF": "3"}
+_SMOOTHED_DESC = re.compile(r"^s(?P<fwhm>[0-9]+(?:p[0-9]+)?)modulated$")
+
+
+def bids_map_kind(stem: str) -> tuple[str, str] | None:
+    """(entity prefix, CAT12 kind) of a map written in the bids layout, or None for other names.
+
+    ``sub-01_space-MNI152NLin2009cAsym_label-GM_desc-s6modulated_probseg`` ->
+    ``("sub-01", "s6mwp1")``; ``sub-01_ses-2_label-WM_probseg`` -> ``("sub-01_ses-2", "p2")``;
+    ``sub-01_desc-p0_dseg`` -> ``("sub-01", "p0")``. The inverse of the names vbmkit writes
+    (``docs/outputs.md``); the smoothing tag ``4p5`` reads back as ``4.5``.
+    """
+    m = _BIDS_MAP.match(stem)
+    if m is None:
+        return None
+    label, desc = m.group("label"), m.group("desc")
+    if m.group("suffix") == "dseg":
+        return (m.group("prefix"), "p0") if desc == "p0" and label is None else None
+    if label is None:
+        return None
+    n = _TISSUE_NUMBER[label]
+    if desc is None and m.group("space") is None:
+        return m.group("prefix"), f"p{n}"
+    if desc == "modulated":
+        return m.group("prefix"), f"mwp{n}"
+    smoothed = _SMOOTHED_DESC.match(desc or "")
+    if smoothed:
+        return m.group("prefix"), f"s{smoothed.group('fwhm').replace('p', '.')}mwp{n}"
+    return None
+
+
 def bids_name(entities: Mapping[str, str], suffix: str, extension: str = ".nii.gz") -> str:
     """``key-value`` pairs in :data:`ENTITY_ORDER`, then ``_<suffix><extension>``."""
     unknown = set(entities) - set(ENTITY_ORDER)

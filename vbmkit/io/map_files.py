@@ -9,6 +9,7 @@ deepmriprep ``sub``/``cat``  ``<dir>/<name>/[mri/]<kind><name>.nii.gz``
 deepmriprep ``flat``         ``<dir>/<kind><name>.nii.gz``
 deepmriprep ``mod``          ``<dir>/<kind>/<name>.nii.gz``
 deepmriprep BIDS             ``derivatives/deepmriprep-v*/sub-X/anat/sub-X_<kind>.nii.gz``
+vbmkit ``layout: bids``      ``<out>/sub-X/anat/sub-X_space-..._label-GM_desc-s6modulated_probseg.nii.gz``
 ==========================  ==============================================================
 
 Files and globs are taken as given. Each file's subject is the covariate ID that occurs in
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vbmkit.errors import CovariateError, ImageError
+from vbmkit.io.bids_write import bids_map_kind
 from vbmkit.io.nifti import image_stem, is_image_path
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -34,7 +36,9 @@ def _is_map_of_kind(path: Path, kind: str) -> bool:
     stem = image_stem(path)
     if stem.startswith("."):  # temporary files of atomic writes
         return False
-    return stem.startswith(kind) or stem.endswith(f"_{kind}") or path.parent.name == kind
+    bids = bids_map_kind(stem)
+    return (stem.startswith(kind) or stem.endswith(f"_{kind}") or path.parent.name == kind
+            or (bids is not None and bids[1] == kind))
 
 
 def find_maps(inputs: Iterable[str | os.PathLike], *, kind: str = "s6mwp1") -> list[Path]:

@@ -12,6 +12,12 @@ store it is read one voxel block at a time. Layout of a store folder (a zarr v3 
 Writing reads every map twice (the mean-map mask, then the values), buffering
 ``subject_chunk`` rows at a time so that each chunk is written once. NaN voxels ("no data",
 as SPM writes them) fail the mask rule; they never enter the store.
+
+A store can also grow: :func:`create_store` makes an empty one with a fixed mask and
+:func:`append_maps` adds maps as they are made (``vbmkit preprocess --store``); a subject
+appended again with another checksum has its row replaced. The subject list is written after
+the rows, so rows beyond it (an append cut short) are not part of the store and are written
+over by the next append.
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ def _create_arrays(owned, mask: np.ndarray, n: int, *, dtype: str, chunks: tuple
     v = int(mask.sum())
     root = zarr.open_group(str(owned.path), mode="w")
     data = root.create_array("data", shape=(n, v), dtype=DTYPES[dtype],
-                             chunks=(min(chunks[0], n), min(chunks[1], v)), fill_value=0)
+                             chunks=(max(1, min(chunks[0], n)) if n else chunks[0], min(chunks[1], v)), fill_value=0)
     root.create_array("mask", data=mask.astype(np.uint8), chunks=mask.shape)
     return root, data
 
@@ -220,7 +226,7 @@ class Store:
     @property
     def shape(self) -> tuple[int, int]:
         """(N subjects, V voxels)."""
-        return tuple(self._data.shape)  # type: ignore[attr-defined]
+        return len(self.subjects), int(self._data.shape[1])  # type: ignore[attr-defined]
 
     @property
     def voxel_chunk(self) -> int:
@@ -228,7 +234,7 @@ class Store:
 
     def block(self, start: int, stop: int) -> np.ndarray:
         """(N, stop - start) float32 values of voxels ``start:stop``."""
-        return np.asarray(self._data[:, start:stop], dtype=np.float32)  # type: ignore[index]
+        return np.asarray(self._data[:len(self.subjects), start:stop], dtype=np.float32)  # type: ignore[index]
 
 
 def open_store(path: str | os.PathLike) -> Store:
@@ -251,6 +257,121 @@ def open_store(path: str | os.PathLike) -> Store:
         raise ImageError(f"store {p}: expected a vbmkit store (`vbmkit stack`); {type(exc).__name__}: {exc}") from None
     if int(mask.sum()) != data.shape[1]:
         raise ImageError(f"store {p}: the mask has {int(mask.sum())} voxels but the data {data.shape[1]} columns")
+    if data.shape[0] < len(attrs["subjects"]):
+        raise ImageError(f"store {p}: lists {len(attrs['subjects'])} subjects but holds {data.shape[0]} rows")
     return Store(path=p, subjects=list(attrs["subjects"]), sources=list(attrs["sources"]),
                  sha256=list(attrs["sha256"]), grid=grid, stored_affine=np.asarray(attrs["stored_affine"]),
                  mask=mask, _data=data)
+
+
+def create_store(out: str | os.PathLike, *, grid: Grid, mask: np.ndarray, stored_affine: np.ndarray | None = None,
+                 dtype: str = "float32", subject_chunk: int = 64, voxel_chunk: int = 65536) -> Path:
+    """An empty store (no subjects yet) on ``grid`` under ``mask``, to grow with :func:`append_maps`.
+
+    Parameters
+    ----------
+    grid : Grid
+        RAS grid of the maps that will be appended.
+    mask : (X, Y, Z) bool ndarray
+        Voxels kept; fixed for the store's life (a GLM applies its own rule inside it).
+    stored_affine : (4, 4) ndarray, optional
+        Affine of the maps as stored on disk (default ``grid.affine``).
+    dtype, subject_chunk, voxel_chunk
+        As :func:`write_store`.
+
+    Returns
+    -------
+    Path
+        ``out``.
+    """
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype: expected one of {sorted(DTYPES)}; got {dtype!r}")
+    flat = np.asarray(mask, dtype=bool)
+    if flat.shape != tuple(grid.shape) or not flat.any():
+        raise ImageError(f"mask: expected shape {tuple(grid.shape)} with voxels in it; got {flat.shape}, "
+                         f"{int(flat.sum())} voxels")
+    with claim(out, command="stack") as owned:
+        root, _ = _create_arrays(owned, flat, 0, dtype=dtype, chunks=(subject_chunk, voxel_chunk))
+        affine = stored_affine if stored_affine is not None else grid.affine
+        root.attrs.update({"subjects": [], "sources": [], "sha256": [], "affine": grid.affine.tolist(),
+                           "shape": list(grid.shape), "stored_affine": np.asarray(affine).tolist(),
+                           "mask_rule": "given mask (appended store)", "dtype": dtype,
+                           "vbmkit_version": __version__})
+        owned.finish()
+    return Path(out)
+
+
+def append_maps(out: str | os.PathLike, maps: Sequence[tuple[str, str | os.PathLike]]) -> dict[str, int]:
+    """Add maps to a store made by :func:`create_store` (or :func:`write_store`).
+
+    Parameters
+    ----------
+    maps : sequence of (subject ID, map path)
+        Maps on the store's grid. A subject already stored with the same checksum is skipped;
+        with another checksum (the map was made again) its row is replaced.
+
+    Returns
+    -------
+    dict
+        ``appended``, ``replaced`` and ``unchanged`` counts.
+
+    Raises
+    ------
+    ImageError
+        A map on another grid, or with NaN/Inf inside the store's mask (naming the file).
+    ConfigError
+        The same subject twice in ``maps``; ``out`` not written by ``vbmkit stack``.
+    """
+    import zarr
+
+    ids = [str(i) for i, _ in maps]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"store {out}: expected distinct subject IDs to append; got {len(ids) - len(set(ids))} "
+                          "repeated")
+    store = open_store(out)
+    counts = {"appended": 0, "replaced": 0, "unchanged": 0}
+    if not maps:
+        return counts
+    with claim(out, command="stack") as owned:
+        owned.start()
+        root = zarr.open_group(str(owned.path), mode="r+")
+        data = root["data"]
+        attrs = dict(root.attrs)
+        subjects, sources, sums = list(attrs["subjects"]), list(attrs["sources"]), list(attrs["sha256"])
+        if data.shape[0] != len(subjects):  # rows of an append cut short
+            data.resize((len(subjects), data.shape[1]))
+        flat = store.mask.reshape(-1)
+        dtype = DTYPES[attrs.get("dtype", "float32")]
+        position = {s: k for k, s in enumerate(subjects)}
+        new_rows: list[np.ndarray] = []
+        for subject, path in maps:
+            path = Path(path)
+            digest = sha256(path)
+            k = position.get(subject)
+            if k is not None and sums[k] == digest:
+                counts["unchanged"] += 1
+                continue
+            grid = load_grid(path)
+            if grid.shape != store.grid.shape or not np.allclose(grid.affine, store.grid.affine, atol=1e-4):
+                other = " with another affine" if grid.shape == store.grid.shape else ""
+                raise ImageError(f"{path}: expected the grid of store {out} {store.grid.shape}; got {grid.shape}{other}")
+            values = _values(path)[flat]
+            if not np.isfinite(values).all():
+                raise ImageError(f"{path}: expected finite values inside the store's mask; "
+                                 f"{int((~np.isfinite(values)).sum())} NaN/Inf voxels there")
+            if k is not None:
+                data[k:k + 1] = values[None].astype(dtype)
+                sources[k], sums[k] = str(path.resolve()), digest
+                counts["replaced"] += 1
+            else:
+                new_rows.append(values.astype(dtype))
+                subjects.append(subject)
+                sources.append(str(path.resolve()))
+                sums.append(digest)
+                position[subject] = len(subjects) - 1
+                counts["appended"] += 1
+        if new_rows:
+            data.append(np.stack(new_rows), axis=0)
+        root.attrs.update({"subjects": subjects, "sources": sources, "sha256": sums})
+        owned.finish(keep=owned.previous["files"] if owned.previous else ())
+    return counts

@@ -30,6 +30,7 @@ from vbmkit.io.ownership import claim
 from vbmkit.io.records import read_json, write_rows
 from vbmkit.workflows.compute import ComputeTarget, run_tasks, threads_per_task, worker_device
 from vbmkit.workflows.preprocess.naming import claimed_entries, output_paths, settings_hash
+from vbmkit.workflows.preprocess.store_append import StoreAppender
 from vbmkit.workflows.preprocess.subject import check_engine, preprocess_subject
 from vbmkit.workflows.progress import progress_bar
 
@@ -50,6 +51,8 @@ class PreprocessSummary:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: With a store: its path and how many maps were ``appended``, ``replaced`` or ``unchanged``.
+    store: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -120,7 +123,8 @@ def _run_one(t1: T1Input, out: Path, settings: PreprocessConfig, device: str,
 def run_preprocess(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
                    settings: PreprocessConfig | None = None, *, device: str | torch.device = "auto",
                    progress: bool | Callable[[str], None] = True,
-                   compute: ComputeTarget | None = None) -> PreprocessSummary:
+                   compute: ComputeTarget | None = None, store: str | os.PathLike | None = None,
+                   store_map: str = "s6mwp1") -> PreprocessSummary:
     """Preprocess T1 images into ``out`` (the ``vbmkit preprocess`` command and the study workflow).
 
     Parameters
@@ -140,6 +144,13 @@ def run_preprocess(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
         Where the subjects run: default ``settings.jobs`` local workers (1: in this process);
         a running scheduler or a batch cluster (:mod:`vbmkit.workflows.compute`). ``out`` must
         then be on a file system the workers share.
+
+    store : path, optional
+        A subject x voxel store (``vbmkit stack`` layout) that each finished subject's
+        ``store_map`` is appended to, created on the template grid when absent
+        (:mod:`vbmkit.workflows.preprocess.store_append`); subjects finished earlier are added too.
+    store_map : str
+        The map kind appended to ``store`` (``s6mwp1``: the first smoothed GM map).
 
     Returns
     -------
@@ -167,13 +178,15 @@ def run_preprocess(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
         # subject folders and tables are claimed up front: a user's folder named like a subject
         # is refused before any work; subjects of earlier runs that are not inputs now are kept
         owned.register(*claimed_entries([t1.name for t1 in subjects], settings), "volumes.csv", "errors.csv")
-        summary = _preprocess_all(subjects, out, settings, dev, progress, target)
+        appender = StoreAppender(store, store_map, out, settings) if store is not None else None
+        summary = _preprocess_all(subjects, out, settings, dev, progress, target, appender)
         owned.finish(keep=owned.previous["files"] if owned.previous else ())
     return summary
 
 
 def _preprocess_all(subjects: list[T1Input], out: Path, settings: PreprocessConfig, dev: torch.device | str,
-                    progress: bool | Callable[[str], None], target: ComputeTarget) -> PreprocessSummary:
+                    progress: bool | Callable[[str], None], target: ComputeTarget,
+                    store: StoreAppender | None = None) -> PreprocessSummary:
     summary = PreprocessSummary(out=out)
 
     todo: list[T1Input] = []
@@ -182,6 +195,8 @@ def _preprocess_all(subjects: list[T1Input], out: Path, settings: PreprocessConf
         if report is not None:
             summary.skipped.append(t1.name)
             summary.reports[t1.name] = report
+            if store is not None:
+                store.add(t1.name)
         else:
             todo.append(t1)
 
@@ -193,6 +208,8 @@ def _preprocess_all(subjects: list[T1Input], out: Path, settings: PreprocessConf
         if status == "done":
             summary.done.append(t1.name)
             summary.reports[t1.name] = payload
+            if store is not None:
+                store.add(t1.name)
         else:
             summary.failed[t1.name] = payload
         if bar is not None:
@@ -221,5 +238,8 @@ def _preprocess_all(subjects: list[T1Input], out: Path, settings: PreprocessConf
         paths = {t1.name: str(t1.path) for t1 in subjects}
         errors = [{"name": n, "path": paths[n], "reason": summary.failed[n]} for n in order if n in summary.failed]
         write_rows(summary.errors_csv, errors, ERROR_COLUMNS)
+        if store is not None:
+            store.flush()
+            summary.store = dict(store.counts, path=str(store.path))
     return summary
 

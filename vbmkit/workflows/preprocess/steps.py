@@ -278,7 +278,7 @@ def _template_csf_wm_region() -> torch.Tensor:
 
 
 @lru_cache(maxsize=1)
-def _template_band() -> torch.Tensor:
+def template_band() -> torch.Tensor:
     """The 3 mm periventricular band on the template grid: the same for every subject, made once."""
     return periventricular_band(lateral_ventricles(), tuple(load_shooting_template().grid.voxel_size),
                                 width_mm=BAND_MM)
@@ -288,7 +288,7 @@ def periventricular_gm_ml(mwp1: torch.Tensor) -> float:
     """GM in mL within :data:`~vbmkit.preprocess.periventricular.BAND_MM` (3 mm) of the lateral
     ventricles: the modulated GM (template grid) summed over the band around neuromorphometrics'
     lateral ventricles, i.e. the subject's GM in that band pulled back through the deformation."""
-    return band_volume_ml(mwp1.cpu(), _template_band(), load_shooting_template().grid.voxel_volume_ml)
+    return band_volume_ml(mwp1.cpu(), template_band(), load_shooting_template().grid.voxel_volume_ml)
 
 
 def to_native(seg: SegmentationStep, native: Grid) -> torch.Tensor:

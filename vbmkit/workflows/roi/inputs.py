@@ -14,14 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vbmkit.errors import ImageError
+from vbmkit.io.bids_write import bids_map_kind
 from vbmkit.io.maps import find_maps
 from vbmkit.io.nifti import image_stem
 
 TISSUE_KINDS = {"gm": "mwp1", "wm": "mwp2", "csf": "mwp3"}
-#: vbmkit's BIDS-derivatives names of the modulated maps (``preprocess.layout: bids``).
-_BIDS_MODULATED = re.compile(r"^(?P<name>sub-[^_]+(?:_[a-z]+-[A-Za-z0-9]+)*?)_space-[A-Za-z0-9]+"
-                             r"_label-(?P<label>GM|WM|CSF)_desc-modulated_probseg$")
-_BIDS_LABELS = {"gm": "GM", "wm": "WM", "csf": "CSF"}
 
 
 @dataclass(frozen=True)
@@ -35,9 +32,10 @@ class SubjectMaps:
 def split_kind(path: Path) -> tuple[str, str] | None:
     """(tissue, subject name) of a map file, or None when it is no mwp1/mwp2/mwp3 map."""
     stem = image_stem(path)
-    bids = _BIDS_MODULATED.match(stem)
-    if bids:  # sub-01_space-MNI152NLin2009cAsym_label-GM_desc-modulated_probseg
-        return {v: k for k, v in _BIDS_LABELS.items()}[bids.group("label")], bids.group("name")
+    bids = bids_map_kind(stem)  # sub-01_space-MNI152NLin2009cAsym_label-GM_desc-modulated_probseg
+    if bids is not None:
+        tissues = {kind: tissue for tissue, kind in TISSUE_KINDS.items()}
+        return (tissues[bids[1]], bids[0]) if bids[1] in tissues else None
     for tissue, kind in TISSUE_KINDS.items():
         if stem.startswith(kind):
             return tissue, stem[len(kind):]
@@ -58,9 +56,8 @@ def _sibling(path: Path, tissue: str, other: str) -> Path | None:
     candidates.append(path.with_name(re.sub(rf"_{a}(\.nii(\.gz)?)$", rf"_{b}\1", name)))
     if path.parent.name == a:
         candidates.append(path.parent.parent / b / name)
-    if _BIDS_MODULATED.match(image_stem(path)):
-        candidates.append(path.with_name(name.replace(f"_label-{_BIDS_LABELS[tissue]}_",
-                                                      f"_label-{_BIDS_LABELS[other]}_")))
+    if bids_map_kind(image_stem(path)) is not None:  # label-GM -> label-WM
+        candidates.append(path.with_name(name.replace(f"_label-{tissue.upper()}_", f"_label-{other.upper()}_")))
     for c in candidates:
         for cand in (c, c.with_name(c.name[:-3]) if c.name.endswith(".gz") else c.with_name(c.name + ".gz")):
             if cand != path and cand.is_file():

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +43,7 @@ from vbmkit.formula.design import (
     formula_variables,
     parse_contrast,
 )
+from vbmkit.io.atlas_catalog import catalog_entry, resolve_atlas_names
 from vbmkit.io.bids import find_t1_inputs
 from vbmkit.io.maps import find_maps
 from vbmkit.io.ownership import check_claimable
@@ -109,6 +110,12 @@ class StudyPlan:
     def resolve(self, value: str | Path) -> Path:
         """A YAML path made absolute against the YAML file's folder."""
         return _resolve(self.yaml, value)
+
+    @property
+    def store(self) -> Path | None:
+        """``glm.store`` made absolute (the subject x voxel store the GLM reads), or None."""
+        glm = self.glm
+        return self.resolve(glm.store) if glm is not None and glm.store is not None else None
 
     def map_sources(self) -> list[str]:
         """Where the maps are: ``inputs.maps``, else the preprocessing folder ``OUT/preprocess``."""
@@ -301,6 +308,13 @@ def _check_glm(y: StudyYaml, cfg: StudyConfig, covariates: pd.DataFrame | None, 
                     f"(columns: {list(map(str, covariates.columns))})")
     if glm.mask is not None and not _resolve(y, glm.mask).is_file():
         raise _fail(y, ("glm", "mask"), f"expected an image file; {_resolve(y, glm.mask)} does not exist")
+    if glm.store is not None:
+        if glm.permutations > 0:
+            raise _fail(y, ("glm", "permutations"), "permutations need whole maps in memory and are not run "
+                        f"from glm.store; got {glm.permutations} (set 0, or remove glm.store)")
+        if not t1 and not _resolve(y, glm.store).is_dir():  # without preprocessing the store must exist
+            raise _fail(y, ("glm", "store"), f"expected a store folder (vbmkit stack); {_resolve(y, glm.store)} "
+                        "does not exist (or add inputs.t1 and a preprocess section to grow it)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with _at(y, ("glm", "formula")):
@@ -333,12 +347,21 @@ def _check_roi_compare(y: StudyYaml, cfg: StudyConfig, *, has_maps: bool) -> Non
         if not has_maps:
             raise _fail(y, ("roi",), "expected maps to measure (inputs.t1 or inputs.maps)")
 
-        atlas = cfg.roi.atlas
-        name = str(_resolve(y, atlas)) if atlas.endswith((".nii", ".nii.gz")) else atlas
         with _at(y, ("roi", "atlas")):
-            atlas_paths(name)
+            for name in roi_atlases(cfg.roi.atlas, lambda p: _resolve(y, p)):
+                if catalog_entry(name) is None:
+                    atlas_paths(name)
     if cfg.compare is not None:
         for key in ("cat12", "spm", "ours"):
             value = getattr(cfg.compare, key)
             if value is not None and not _resolve(y, value).is_dir():
                 raise _fail(y, ("compare", key), f"expected a folder; {_resolve(y, value)} does not exist")
+
+
+def roi_atlases(spec: str, resolve: Callable[[str], Path]) -> list[str]:
+    """The atlases of ``roi.atlas``: catalog names as they are, label NIfTI paths through ``resolve``.
+
+    ``cat12``, ``all`` and comma-separated lists are expanded
+    (:func:`vbmkit.io.atlas_catalog.resolve_atlas_names`).
+    """
+    return [str(resolve(n)) if n.lower().endswith((".nii", ".nii.gz")) else n for n in resolve_atlas_names(spec)]

@@ -27,6 +27,7 @@ import torch
 
 from vbmkit.config import QcConfig
 from vbmkit.io.atomic import atomic_path, write_json
+from vbmkit.io.bids_write import bids_entities, bids_map_kind
 from vbmkit.io.maps import load_maps
 from vbmkit.io.nifti import image_stem
 from vbmkit.report.qc_figures import homogeneity_figure
@@ -42,12 +43,12 @@ LOW_GRADE_PERCENT = 70.0
 def subject_quality(map_path: Path, name: str, out: Path) -> dict:
     """Rating and QC image of one subject from the preprocessing report beside its map.
 
-    Looks for ``<subject>/report/<name>.json`` and ``<name>_qc.png`` beside ``<subject>/mri/``.
+    Looks for ``<subject>/report/<name>.json`` and ``<name>_qc.png`` beside ``<subject>/mri/``
+    (or ``<subject>/anat/`` in the bids layout).
     Returns ``IQR``, ``IQR_percent``, ``grade`` (NaN/empty without a rating) and ``qc_image``
     (path relative to ``out``, empty when there is none).
     """
-    folder = map_path.parent
-    report_dir = (folder.parent if folder.name == "mri" else folder) / "report"
+    report_dir = _report_dir(map_path)
     row: dict = {"IQR": float("nan"), "IQR_percent": float("nan"), "grade": "", "qc_image": ""}
     try:
         rating = json.loads((report_dir / f"{name}.json").read_text(encoding="utf-8")).get("quality_rating") or {}
@@ -77,9 +78,26 @@ def review_list(table: pd.DataFrame) -> list[dict]:
     return out
 
 
+def _report_dir(map_path: Path) -> Path:
+    """``<subject>/report`` of a map in ``<subject>/mri/`` (cat12 layout) or ``<subject>/anat/`` (bids)."""
+    folder = map_path.parent
+    return (folder.parent if folder.name in ("mri", "anat") else folder) / "report"
+
+
 def map_name(path: Path, kind: str) -> str:
-    """Subject name of a map: the file stem without the kind prefix (``mwp1sub-01_T1w`` -> ``sub-01_T1w``)."""
+    """Subject name of a map, as the preprocessing named it.
+
+    The file stem without the kind prefix (``mwp1sub-01_T1w`` -> ``sub-01_T1w``); for a map of
+    the bids layout (``sub-01_space-..._desc-modulated_probseg``) the name of the subject's
+    preprocessing report with the same entities (``report/sub-01_T1w.json``), else the entities.
+    """
     stem = image_stem(path)
+    bids = bids_map_kind(stem)
+    if bids is not None:
+        entities = bids_entities(bids[0])
+        reports = [p.stem for p in sorted(_report_dir(path).glob("*.json"))
+                   if not p.stem.startswith("cat_") and bids_entities(p.stem) == entities]
+        return reports[0] if len(reports) == 1 else bids[0]
     return stem[len(kind):] if stem.startswith(kind) else stem
 
 

@@ -122,14 +122,18 @@ def _run_stages(plan: StudyPlan, owned: OwnedFolder, say: Callable[[str], None],
 
 def _preprocess(plan: StudyPlan, state: StudyState, say: Callable[[str], None], target: ComputeTarget) -> str:
     # on a cluster the workers resolve the YAML's device on their own machines
+    # with glm.store, each finished subject's glm.maps map is appended to the store as it finishes
+    store = {"store": plan.store, "store_map": plan.glm.maps} if plan.store is not None else {}
     summary = run_preprocess([str(t.path) for t in plan.t1], plan.out / "preprocess", plan.preprocess,
                              device=plan.config.device if target.remote else plan.device,
-                             progress=lambda msg: say(f"[preprocess] {msg}"), compute=target)
+                             progress=lambda msg: say(f"[preprocess] {msg}"), compute=target, **store)
     state.preprocess = summary
     if summary.failed:
         warnings.warn(f"preprocess: {len(summary.failed)} subjects failed (see {summary.errors_csv}); "
                       "the study goes on without them", stacklevel=2)
-    return f"{len(summary.done)} done, {len(summary.skipped)} already done, {len(summary.failed)} failed"
+    stored = (f"; store: {summary.store['appended']} appended, {summary.store['replaced']} replaced"
+              if summary.store is not None else "")
+    return f"{len(summary.done)} done, {len(summary.skipped)} already done, {len(summary.failed)} failed{stored}"
 
 
 def _merged_covariates(plan: StudyPlan) -> Path | None:

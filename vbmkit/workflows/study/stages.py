@@ -17,7 +17,7 @@ from vbmkit.workflows.compare.run import run_compare
 from vbmkit.workflows.glm.run import run_glm
 from vbmkit.workflows.roi.run import run_roi
 from vbmkit.workflows.stage import fingerprint, run_stage
-from vbmkit.workflows.study.plan import StudyPlan
+from vbmkit.workflows.study.plan import StudyPlan, roi_atlases
 from vbmkit.workflows.study.qc import map_name, run_qc
 from vbmkit.workflows.study.state import StudyState
 
@@ -47,14 +47,22 @@ def glm_stage(plan: StudyPlan, state: StudyState) -> str:
     glm = plan.glm
     settings = glm.model_copy(update={"mask": plan.resolve(glm.mask)}) if glm.mask is not None else glm
     excluded = state.excluded(plan)
-    maps = [m for m in plan.find_maps(glm.maps) if map_name(m, glm.maps) not in excluded]
     table = state.covariates(plan, excluded=excluded)
     device = plan.device if glm.device == "auto" else glm.device
-    summary = run_glm([str(m) for m in maps], table, id_column=plan.config.inputs.id_column, settings=settings,
-                      out=plan.out / "glm", missing=plan.config.inputs.missing, device=device, progress=False)
+    missing = plan.config.inputs.missing
+    if plan.store is not None:  # glm.store: the maps are streamed from the store
+        settings = settings.model_copy(update={"store": plan.store})
+        maps = []
+        # the store holds the QC-excluded subjects too; their covariate rows are gone, so they are dropped
+        missing = "drop" if excluded else missing
+    else:
+        maps = [str(m) for m in plan.find_maps(glm.maps) if map_name(m, glm.maps) not in excluded]
+    summary = run_glm(maps, table, id_column=plan.config.inputs.id_column, settings=settings,
+                      out=plan.out / "glm", missing=missing, device=device, progress=False)
     state.glm_settings, state.glm = settings, summary
     status = "up to date" if summary.get("up_to_date") else "ran"
-    return f"{status}; {summary.get('n_subjects')} subjects, {len(excluded)} excluded by QC"
+    source = f" (from the store {plan.store})" if plan.store is not None else ""
+    return f"{status}; {summary.get('n_subjects')} subjects{source}, {len(excluded)} excluded by QC"
 
 
 def roi_stage(plan: StudyPlan, state: StudyState) -> str:
@@ -66,7 +74,7 @@ def roi_stage(plan: StudyPlan, state: StudyState) -> str:
     roi, glm = plan.config.roi, plan.glm
     excluded = state.excluded(plan)
     mwp1 = [p for p in plan.find_maps("mwp1") if map_name(p, "mwp1") not in excluded]
-    atlas = str(plan.resolve(roi.atlas)) if roi.atlas.endswith((".nii", ".nii.gz")) else roi.atlas
+    atlas = roi_atlases(roi.atlas, plan.resolve)
     with_stats = roi.statistics and glm is not None and state.covariates_path is not None
     summary = run_roi([str(p) for p in mwp1], out=plan.out / "roi", atlas=atlas,
                       covariates=state.covariates(plan, excluded=excluded) if with_stats else None,
