@@ -26,7 +26,6 @@ import os
 import sys
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import torch
 
@@ -42,8 +41,11 @@ ARTIFACTS = ("noise", "bias", "blur", "motion")
 
 
 def _load(path: Path) -> tuple[np.ndarray, tuple[float, float, float]]:
-    img = nib.load(str(path))
-    return np.asanyarray(img.dataobj).astype(np.float32), tuple(float(v) for v in img.header.get_zooms()[:3])
+    """(RAS data, voxel size) as the pipeline reads the image (so the rating is the report's)."""
+    from vbmkit.io.nifti import load_volume
+
+    vol = load_volume(path)
+    return vol.data.numpy().astype(np.float32), tuple(float(v) for v in vol.grid.voxel_size)
 
 
 def _row(name: str, r) -> dict:
@@ -57,7 +59,7 @@ def rate_subject(prep: Path, name: str):
     """(rating of the report or computed now, T1 array, p0 array, voxel size)."""
     report = json.loads((prep / name / "report" / f"{name}.json").read_text())
     t1, vx = _load(Path(report["input"]))
-    p0, _ = _load(prep / name / "mri" / f"p0{name}.nii.gz")  # stored in the input's axis order: same grid
+    p0, _ = _load(prep / name / "mri" / f"p0{name}.nii.gz")  # on the input's grid (both RAS here)
     return rate_quality(torch.from_numpy(t1), torch.from_numpy(p0), vx), t1, p0, vx
 
 

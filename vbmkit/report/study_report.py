@@ -237,7 +237,8 @@ def _roi(out: Path) -> list[str]:
     if stats is not None and len(stats):
         pcol = next((c for c in ("q_fdr", "p", "p_value") if c in stats.columns), None)
         top = stats.sort_values(pcol) if pcol else stats
-        blocks.append(html_table(top, digits=4, max_rows=25, caption="ROI statistics, smallest q first (roi/roi_stats.csv)"))
+        blocks.append(html_table(top, digits=4, max_rows=25, caption="ROI statistics, smallest q first (roi/roi_stats.csv; "
+                                 "FDR across the regions of each atlas)"))
     return blocks or [html_paragraph("ROI tables are missing.", note=True)]
 
 
@@ -288,7 +289,8 @@ def write_study_report(out: str | os.PathLike, *, title: str, study_name: str, y
     sections += [Section("Cohort", _cohort(out, glm)), Section("Preprocessing", _preprocess(out)),
                  Section("Quality control", _qc(out))]
     if (out / "roi").is_dir():
-        sections.append(Section("Regions (LPBA40)", _roi(out)))
+        atlases = str((_json(out / "roi" / "roi_summary.json") or {}).get("atlas") or "lpba40")
+        sections.append(Section(f"Regions ({', '.join(atlases.split(','))})", _roi(out)))
     if (out / "compare").is_dir():
         sections.append(Section("Comparison", _compare(out)))
     sections.append(Section("Provenance", _provenance(out, yaml_text)))
