@@ -122,3 +122,12 @@ def test_reference_note_is_in_the_title(tmp_path):
     assert "vbmkit vs CAT12" in title and "synthetic reference: a noisy copy" in title
     plain = write_compare_report(tmp_path / "p.html", _metrics_and_arrays()[0], paired=paired).read_text()
     assert "synthetic" not in re.search(r"<h1[^>]*>(.*?)</h1>", plain, re.S).group(1)
+
+
+def test_table_link_columns_show_the_file_name_and_link_the_path():
+    import pandas as pd
+
+    df = pd.DataFrame({"name": ["sub-01", "sub-02"], "qc_image": ["../pre/sub-01/report/sub-01_qc.png", None]})
+    html = html_table(df, links={"qc_image": "qc/"})
+    assert '<a href="qc/../pre/sub-01/report/sub-01_qc.png">sub-01_qc.png</a>' in html
+    assert html.count("<a ") == 1 and "&ndash;" in html  # an empty cell stays empty

@@ -52,3 +52,7 @@ def test_outliers_and_low_grades_are_listed_with_their_image(tmp_path, layout):
     assert review["sub-02_T1w"]["reasons"] == ["image quality 60.0 % (D)"]
     assert review["sub-05_T1w"]["reasons"][0].startswith("homogeneity outlier")
     assert (tmp_path / "study" / "qc" / review["sub-02_T1w"]["qc_image"]).is_file()
+    # written into a temporary folder that later replaces study/qc: links relative to study/qc
+    run_qc(maps, tmp_path / "study" / ".tmp" / "qc", links_from=tmp_path / "study" / "qc")
+    moved = pd.read_csv(tmp_path / "study" / ".tmp" / "qc" / "qc.csv").set_index("name")
+    assert moved.loc["sub-05_T1w", "qc_image"] == table.loc["sub-05_T1w", "qc_image"]

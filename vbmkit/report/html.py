@@ -17,6 +17,7 @@ import io
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 _CSS = """
@@ -97,7 +98,7 @@ def _cell(value: Any, digits: int) -> tuple[str, bool]:
 
 
 def html_table(df, *, digits: int = 3, index: bool = False, caption: str | None = None,
-               max_rows: int | None = None) -> str:
+               max_rows: int | None = None, links: dict[str, str] | None = None) -> str:
     """A pandas DataFrame as a plain HTML table (numbers right-aligned, ``digits`` decimals).
 
     Parameters
@@ -109,14 +110,22 @@ def html_table(df, *, digits: int = 3, index: bool = False, caption: str | None 
         Also print the index as the first column.
     max_rows : int, optional
         Show only the first rows and say how many were left out.
+    links : dict, optional
+        Columns whose cells are relative paths, shown as links: column -> prefix of the href
+        (the path of the folder the cells are relative to, seen from the page). Empty cells
+        stay empty.
     """
     frame = df.reset_index() if index else df
     shown = frame if max_rows is None else frame.head(max_rows)
     head = "".join(f'<th class="txt">{escape(c)}</th>' for c in shown.columns)
+    linked = {list(shown.columns).index(c): prefix for c, prefix in (links or {}).items() if c in shown.columns}
     rows = []
     for rec in shown.itertuples(index=False):
         cells = []
-        for v in rec:
+        for k, v in enumerate(rec):
+            if k in linked and isinstance(v, str) and v:
+                cells.append(f'<td class="txt"><a href="{escape(linked[k] + v)}">{escape(Path(v).name)}</a></td>')
+                continue
             text, num = _cell(v, digits)
             cells.append(f"<td>{text}</td>" if num else f'<td class="txt">{text}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")

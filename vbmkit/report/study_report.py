@@ -131,9 +131,13 @@ def _qc(out: Path) -> list[str]:
         blocks.append('<p class="warn">Flagged: ' + escape(", ".join(flagged)) + "</p>")
     table = _csv(out / "qc" / "qc.csv")
     if table is not None:
-        table = table.drop(columns=[c for c in ("path", "input") if c in table.columns])
-        blocks.append(html_table(table.sort_values("mean_correlation"), digits=4, max_rows=30,
-                                 caption="Lowest mean correlations first (qc/qc.csv)"))
+        keep = [c for c in ("name", "mean_correlation", "zscore", "flagged", "IQR_percent", "grade", "qc_image",
+                            "tiv_ml", "gm_ml", "periventricular_gm_ml", "warp_mse", "linear_elasticity")
+                if c in table.columns]
+        blocks.append(html_table(table[keep].sort_values("mean_correlation"), digits=4, max_rows=30,
+                                 links={"qc_image": "qc/"},
+                                 caption="Lowest mean correlations first; qc_image links each subject's QC figure "
+                                         "(all columns in qc/qc.csv)"))
     review = review_html(qc)  # homogeneity outliers and low quality grades, linked to their QC images
     if review:
         blocks.append(review)

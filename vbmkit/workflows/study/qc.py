@@ -103,7 +103,7 @@ def map_name(path: Path, kind: str) -> str:
 
 def run_qc(maps: Sequence[str | os.PathLike], out: str | os.PathLike, *, settings: QcConfig | None = None,
            kind: str = "mwp1", quality: pd.DataFrame | None = None, device: str = "cpu",
-           mask_threshold: float = 0.1) -> dict:
+           mask_threshold: float = 0.1, links_from: str | os.PathLike | None = None) -> dict:
     """Correlate every subject's map with all others and flag outliers.
 
     Parameters
@@ -123,6 +123,9 @@ def run_qc(maps: Sequence[str | os.PathLike], out: str | os.PathLike, *, setting
         Torch device of the correlation products.
     mask_threshold : float
         Voxels where the mean map exceeds this value are correlated.
+    links_from : path, optional
+        The folder the ``qc_image`` links are relative to: where ``qc.csv`` will finally sit
+        (default ``out``; a study writes into a temporary folder that then replaces ``OUT/qc``).
 
     Returns
     -------
@@ -143,7 +146,8 @@ def run_qc(maps: Sequence[str | os.PathLike], out: str | os.PathLike, *, setting
                           "mean_correlation": result.mean_correlation.cpu().numpy(),
                           "zscore": result.zscore.cpu().numpy(),
                           "flagged": result.flagged.cpu().numpy()})
-    ratings = pd.DataFrame([subject_quality(p, n, out) for p, n in zip(paths, names, strict=True)])
+    base = Path(links_from) if links_from is not None else out
+    ratings = pd.DataFrame([subject_quality(p, n, base) for p, n in zip(paths, names, strict=True)])
     table = pd.concat([table, ratings], axis=1)
     if quality is not None and "name" in quality.columns:
         extra = quality.drop(columns=[c for c in quality.columns if c in table.columns and c != "name"])

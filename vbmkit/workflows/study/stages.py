@@ -34,10 +34,11 @@ def qc_stage(plan: StudyPlan, state: StudyState) -> str:
         state.qc = None
         return f"skipped: {len(maps)} maps (at least 3 needed)"
     settings = plan.qc
-    key = fingerprint({"qc": settings.model_dump(mode="json"), "kind": kind}, maps)
+    key = fingerprint({"qc": settings.model_dump(mode="json"), "kind": kind, "links_from": "qc"}, maps)
     quality = plan.volumes_table()
     status = run_stage(state.owned, "qc", key, lambda tmp: run_qc(maps, tmp, settings=settings, kind=kind,
-                                                                  quality=quality, device=plan.device))
+                                                                  quality=quality, device=plan.device,
+                                                                  links_from=plan.out / "qc"))
     state.qc = json.loads((plan.out / "qc" / "qc.json").read_text())
     return f"{status}; {len(state.qc['flagged'])} of {state.qc['n_subjects']} flagged"
 
