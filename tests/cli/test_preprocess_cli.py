@@ -65,7 +65,8 @@ def test_all_subjects_reused_prints_one_up_to_date_line(tmp_path, monkeypatch):
 
     def fake(items, out, settings, *, device, progress):
         seen.update(device=device, engine=settings.engine, skull_strip=settings.skull_strip)
-        return SimpleNamespace(done=[], skipped=["a", "b"], failed={}, volumes_csv=out / "volumes.csv")
+        return SimpleNamespace(done=[], skipped=["a", "b"], failed={}, volumes_csv=out / "volumes.csv",
+                               store=None)
 
     monkeypatch.setattr(wp, "run_preprocess", fake)
     t1 = tmp_path / "a.nii.gz"
