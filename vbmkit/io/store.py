@@ -55,7 +55,7 @@ def _create_arrays(owned, mask: np.ndarray, n: int, *, dtype: str, chunks: tuple
     v = int(mask.sum())
     root = zarr.open_group(str(owned.path), mode="w")
     data = root.create_array("data", shape=(n, v), dtype=DTYPES[dtype],
-                             chunks=(max(1, min(chunks[0], n)) if n else chunks[0], min(chunks[1], v)), fill_value=0)
+                             chunks=(min(chunks[0], n) if n else chunks[0], min(chunks[1], v)), fill_value=0)
     root.create_array("mask", data=mask.astype(np.uint8), chunks=mask.shape)
     return root, data
 

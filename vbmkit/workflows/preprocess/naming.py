@@ -73,6 +73,11 @@ BIDS_MAPS = {
 }
 
 
+def map_kinds(settings: PreprocessConfig) -> list[str]:
+    """The map kinds these settings write (``p0``..``p3``, ``mwp1``, ``mwp2``, ``s6mwp1``...), in order."""
+    return [k for k in output_paths(Path("."), "x", settings) if k not in ("report", "y")]
+
+
 def _bids_desc_smoothed(fwhm: float) -> str:
     """``s6modulated`` for 6 mm, ``s4p5modulated`` for 4.5 mm (BIDS labels are alphanumeric)."""
     return "s" + fwhm_tag(fwhm).replace(".", "p") + "modulated"

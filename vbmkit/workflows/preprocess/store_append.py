@@ -24,7 +24,7 @@ from vbmkit.errors import ConfigError
 from vbmkit.io.store import append_maps, create_store, open_store
 from vbmkit.io.templates import load_shooting_template, output_grid
 from vbmkit.preprocess.periventricular import dilate_mm
-from vbmkit.workflows.preprocess.naming import output_paths
+from vbmkit.workflows.preprocess.naming import map_kinds, output_paths
 
 #: Template_4_GS GM + WM probability above which a voxel is in an appended store's mask.
 MASK_THRESHOLD = 0.01
@@ -62,14 +62,14 @@ class StoreAppender:
 
     def __init__(self, path: str | os.PathLike, kind: str, out: str | os.PathLike, settings: PreprocessConfig,
                  *, batch: int = 64) -> None:
-        keys = [k for k in output_paths(Path(out), "x", settings) if k not in ("report", "y", "p0")]
+        keys = [k for k in map_kinds(settings) if k != "p0"]  # p0 is a label map, not a tissue map
         if kind not in keys:
             raise ConfigError(f"store map: expected one of {keys} (the maps these settings write); got {kind!r}")
         self.path, self.kind, self.out, self.settings = Path(path), kind, Path(out), settings
         self.batch = max(1, batch)
         self.counts = {"appended": 0, "replaced": 0, "unchanged": 0}
         self._pending: list[tuple[str, Path]] = []
-        if self.path.exists() and (self.path / "zarr.json").is_file():
+        if (self.path / "zarr.json").is_file():
             open_store(self.path)  # a vbmkit store: checked now, not after the first batch
         else:
             grid, stored = output_grid()

@@ -50,7 +50,7 @@ from vbmkit.io.ownership import check_claimable
 from vbmkit.io.resources import atlas_paths
 from vbmkit.io.study_yaml import KeyPath, StudyYaml, key_name, read_study_yaml
 from vbmkit.io.tables import read_covariates
-from vbmkit.workflows.preprocess.naming import output_paths
+from vbmkit.workflows.preprocess.naming import map_kinds
 from vbmkit.workflows.preprocess.subject import check_engine
 from vbmkit.workflows.subjects import TIV, find_volume_tables
 
@@ -276,7 +276,7 @@ def _check_glm(y: StudyYaml, cfg: StudyConfig, covariates: pd.DataFrame | None, 
         return None, []
     if t1 and not maps:
         settings = cfg.preprocess if cfg.preprocess is not None else PreprocessConfig()
-        kinds = [k for k in output_paths(Path("."), "x", settings) if k not in ("report", "y")]
+        kinds = map_kinds(settings)
         if glm.maps not in kinds:
             raise _fail(y, ("glm", "maps"), f"expected a map the preprocessing writes ({', '.join(kinds)}); "
                         f"got {glm.maps!r} (add its FWHM to preprocess.fwhm)")
