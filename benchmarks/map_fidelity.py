@@ -7,7 +7,9 @@ study on the T1 images (``examples/demo.yaml`` with a ``preprocess`` section):
 
 - ``full``: the pipeline's defaults (what ``vbmkit preprocess`` runs);
 - ``fast``: the demo's fast profile (``DEMO_PREPROCESS``: 1.5 mm segmentation, affine priors,
-  no 1.5 mm registration level).
+  no 1.5 mm registration level);
+- ``full_v4``, ``fast_v4``: the same with pipeline version 4's registration and modulation
+  (``registration: demons``, ``modulation: pull``), the "before" of issue 13.
 
 Printed per profile: the median over subjects (and range) of the voxel Pearson r of mwp1 and of
 s6mwp1 with the true maps inside the template brain (Template_4_GS GM + WM > 0.5), and the
@@ -19,7 +21,7 @@ same study on the true maps, ``vbmkit demo --truth``) is printed with ``--truth`
 Synthetic: every figure is on cohorts simulated from Template_4_GS, not on real data.
 
     .venv/bin/python benchmarks/map_fidelity.py --work /tmp/fidelity [--n 12] [--seeds 0,1]
-        [--profiles full,fast] [--truth]
+        [--profiles full,fast,full_v4,fast_v4] [--truth] [--jobs 2]
 """
 
 from __future__ import annotations
@@ -38,14 +40,17 @@ from vbmkit.workflows.simulate.run import simulate_cohort
 from vbmkit.workflows.study import run_study
 
 PROFILES = {"full": {"fwhm": [6.0], "jobs": 1}, "fast": dict(DEMO_PREPROCESS, jobs=1)}
+#: Pipeline version 4's registration and modulation (log-domain demons, pull), for before/after.
+BEFORE = {"registration": "demons", "modulation": "pull"}
+PROFILES.update({f"{name}_v4": dict(settings, **BEFORE) for name, settings in list(PROFILES.items())})
 
 
-def study_yaml(profile: str | None) -> str:
+def study_yaml(profile: str | None, jobs: int = 1) -> str:
     """The demo's study on the T1 images with ``profile``'s preprocessing (None: on the true maps)."""
     if profile is None:
         return demo_yaml_text(full=False)
     data = yaml.safe_load(demo_yaml_text(full=True))
-    data["preprocess"] = PROFILES[profile]
+    data["preprocess"] = dict(PROFILES[profile], jobs=jobs)
     data["out"] = f"study_{profile}"
     data["roi"] = None
     return yaml.safe_dump({k: v for k, v in data.items() if v is not None}, sort_keys=False)
@@ -70,6 +75,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--profiles", default="full,fast")
     ap.add_argument("--truth", action="store_true", help="also the study on the true maps (reference)")
+    ap.add_argument("--jobs", type=int, default=1, help="subjects preprocessed in parallel (outputs do not depend on it)")
     args = ap.parse_args()
     template = load_shooting_template()
     brain = ((template.data[0] + template.data[1]) > 0.5).numpy()
@@ -81,7 +87,7 @@ def main() -> None:
         for profile in ([None] if args.truth else []) + profiles:
             label = profile or "truth maps"
             path = root / f"{profile or 'truth'}.yaml"
-            text = study_yaml(profile)
+            text = study_yaml(profile, args.jobs)
             if profile is None:
                 text = text.replace("out: study", "out: study_truth")
             path.write_text(text)

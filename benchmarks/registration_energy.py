@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default="demons,variational")
     ap.add_argument("--lambdas", default="", help="comma-separated lambda per level (default: the function's)")
     ap.add_argument("--iterations", default="", help="comma-separated steps per level (default: the function's)")
+    ap.add_argument("--weights", default="", help="5 comma-separated regulariser weights (default: the function's)")
+    ap.add_argument("--steps", type=int, default=0, help="squarings of the scaling and squaring (default: the function's)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     subjects = sorted(p.name for p in DATA.glob("sub-*"))
@@ -130,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         kw["lambdas"] = tuple(float(x) for x in args.lambdas.split(","))
     if args.iterations:
         kw["iterations"] = tuple(int(x) for x in args.iterations.split(","))
+    if args.weights:
+        kw["weights"] = tuple(float(x) for x in args.weights.split(","))
+    if args.steps:
+        kw["steps"] = args.steps
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     print(f"variational settings: {kw or 'defaults'}", flush=True)
     rows = []

@@ -110,9 +110,18 @@ class PreprocessConfig(_Section):
         "With deformed_priors: a CSF/WM partial-volume class around the lateral ventricles, so that "
         "the ventricle wall (CSF/WM mixtures, GM-like intensity) is not read as GM "
         "(docs/algorithms_segmentation.md)."))
-    registration_iterations: list[int] = Field(default_factory=lambda: [40, 30, 10], description=(
-        "Nonlinear registration updates at 6, 3 and 1.5 mm (coarse to fine; 0 skips a level, "
-        "e.g. [40, 30, 0] for a fast, coarser warp)."))
+    registration: Literal["variational", "demons"] = Field("variational", description=(
+        "Nonlinear registration to Template_4_GS: 'variational' minimises a defined energy (SSD of "
+        "GM/WM + a Shooting-style regulariser in mm: smooth deformations); 'demons' is the "
+        "log-domain demons of pipeline versions 1-4 (docs/algorithms_registration.md)."))
+    registration_iterations: list[int] | None = Field(None, description=(
+        "Nonlinear registration steps at 6, 3 and 1.5 mm (coarse to fine; 0 skips a level, "
+        "e.g. [40, 30, 0] for a fast, coarser warp); default: the method's, [40, 30, 25] "
+        "(variational) or [40, 30, 10] (demons)."))
+    modulation: Literal["push", "pull"] = Field("push", description=(
+        "How mwp1/mwp2 are made: 'push' sends each native voxel's tissue volume through the "
+        "inverse map (CAT12's 'preserve amount': the total equals the native volume); 'pull' "
+        "samples the native map and multiplies by the Jacobian (exact only on average)."))
     layout: Literal["cat12", "bids"] = Field("cat12", description=(
         "Output names: 'cat12' (<name>/mri/mwp1<name>.nii.gz, report/, label/) or 'bids' "
         "(BIDS-derivatives names: sub-X/[ses-Y/]anat/sub-X_space-..._label-GM_desc-modulated_probseg.nii.gz; "
@@ -126,7 +135,9 @@ class PreprocessConfig(_Section):
 
     @field_validator("registration_iterations")
     @classmethod
-    def _three_levels(cls, v: list[int]) -> list[int]:
+    def _three_levels(cls, v: list[int] | None) -> list[int] | None:
+        if v is None:
+            return v
         if len(v) != 3 or any(n < 0 for n in v) or sum(v) == 0:
             raise ValueError(f"expected 3 non-negative counts (6, 3, 1.5 mm levels), not all 0; got {v}")
         return v

@@ -6,12 +6,14 @@ import csv
 import nibabel as nib
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from vbmkit.config import PreprocessConfig
 from vbmkit.errors import ConfigError
 from vbmkit.io.records import write_report
 from vbmkit.workflows.preprocess import run as wf
 from vbmkit.workflows.preprocess.naming import output_paths, settings_hash
+from vbmkit.workflows.preprocess.steps import REGISTRATION_LAMBDAS, registration_levels
 
 
 def write_t1(path, seed=0):
@@ -101,6 +103,8 @@ def test_jobs_does_not_change_the_hash_and_engine_check():
     assert settings_hash(PreprocessConfig()) != settings_hash(PreprocessConfig(fwhm=[8.0]))
     # a setting added later (hashed only when it leaves its default) still redoes subjects when changed
     assert settings_hash(PreprocessConfig()) != settings_hash(PreprocessConfig(registration_iterations=[40, 30, 0]))
+    assert settings_hash(PreprocessConfig()) != settings_hash(PreprocessConfig(registration="demons"))
+    assert settings_hash(PreprocessConfig()) != settings_hash(PreprocessConfig(modulation="pull"))
     with pytest.raises(ConfigError, match="engine 'deepmriprep'.*use engine 'classic'"):
         wf.run_preprocess(["x.nii"], "out", PreprocessConfig(engine="deepmriprep"), progress=False)
 
@@ -127,3 +131,14 @@ def test_parallel_jobs_list_broken_inputs(tmp_path):
     assert "a.nii: expected a NIfTI image; the file has only 153 bytes" in summary.failed["a"]
     assert "every voxel is 0 (empty image)" in summary.failed["empty"]
     assert [r["name"] for r in read_csv(out / "errors.csv")] == ["a", "empty"]
+
+
+def test_registration_levels_follow_the_method_and_skip_empty_levels():
+    lam = REGISTRATION_LAMBDAS
+    assert registration_levels(PreprocessConfig()) == [(4, 40, lam[0]), (2, 30, lam[1]), (1, 25, lam[2])]
+    assert registration_levels(PreprocessConfig(registration="demons")) == [
+        (4, 40, lam[0]), (2, 30, lam[1]), (1, 10, lam[2])]
+    fast = PreprocessConfig(registration_iterations=[40, 30, 0])  # the demo's profile: no 1.5 mm level
+    assert registration_levels(fast) == [(4, 40, lam[0]), (2, 30, lam[1])]
+    with pytest.raises(ValidationError, match="expected 3 non-negative counts"):
+        PreprocessConfig(registration_iterations=[0, 0, 0])

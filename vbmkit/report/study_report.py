@@ -106,7 +106,8 @@ def _preprocess(out: Path) -> list[str]:
     if vols is None:
         return [html_paragraph("Preprocessing did not run in this study (inputs.maps were given).", note=True)]
     cols = [c for c in ("name", "tiv_ml", "gm_ml", "wm_ml", "csf_ml", "periventricular_gm_ml", "warp_mse",
-                        "linear_elasticity", "jacobian_min", "folded_voxels", "total_s") if c in vols.columns]
+                        "linear_elasticity", "bending_energy", "brain_jacobian_p0.5_rel", "brain_jacobian_p99.5_rel",
+                        "jacobian_min", "folded_voxels", "volume_preservation_gm", "total_s") if c in vols.columns]
     blocks = [html_table(vols[cols], digits=3, max_rows=60, caption="Volumes (mL) and quality (preprocess/volumes.csv)")]
     errors = _csv(out / "preprocess" / "errors.csv")
     if errors is not None and len(errors):

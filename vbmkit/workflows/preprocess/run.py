@@ -37,7 +37,8 @@ from vbmkit.workflows.progress import progress_bar
 VOLUME_COLUMNS = (
     "name", "input", "tiv_ml", "gm_ml", "wm_ml", "csf_ml", "gm_frac", "wm_frac", "csf_frac",
     "affine_loss", "warp_mse", "linear_elasticity", "jacobian_min", "jacobian_max", "folded_voxels",
-    "volume_preservation_gm", "periventricular_gm_ml", "total_s",
+    "brain_jacobian_median", "brain_jacobian_p0.5_rel", "brain_jacobian_p99.5_rel", "brain_jacobian_min", "brain_jacobian_max",
+    "brain_folded_voxels", "bending_energy", "elastic_energy", "volume_preservation_gm", "periventricular_gm_ml", "total_s",
 )
 ERROR_COLUMNS = ("name", "path", "reason")
 
@@ -87,7 +88,7 @@ def volume_row(report: dict[str, Any]) -> dict[str, Any]:
         row[f"{t}_ml"] = vol.get(t)
     for t in ("gm", "wm", "csf"):
         row[f"{t}_frac"] = frac.get(t)
-    for k in VOLUME_COLUMNS[9:17]:
+    for k in VOLUME_COLUMNS[VOLUME_COLUMNS.index("affine_loss"):VOLUME_COLUMNS.index("total_s")]:
         row[k] = q.get(k)
     row["total_s"] = report.get("timings_s", {}).get("total")
     return row

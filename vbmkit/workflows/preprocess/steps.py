@@ -45,6 +45,7 @@ from vbmkit.preprocess.periventricular import (
 )
 from vbmkit.preprocess.segment import segment
 from vbmkit.preprocess.smooth import smooth_fwhm
+from vbmkit.preprocess.variational import register_variational
 from vbmkit.preprocess.volumes import tissue_volumes
 from vbmkit.preprocess.warp import deformation_to_displacement, warp
 from vbmkit.space import Grid, resample
@@ -141,6 +142,14 @@ AFFINE_MM = 2.0
 #: Downsampling factors of the nonlinear registration levels on the 1.5 mm grid (6, 3, 1.5 mm),
 #: one per entry of ``PreprocessConfig.registration_iterations``.
 REGISTRATION_LEVELS = (4, 2, 1)
+#: Steps per level of each registration method when ``registration_iterations`` is not set.
+REGISTRATION_ITERATIONS = {"variational": (40, 30, 25), "demons": (40, 30, 10)}
+#: Regularisation weight ``lambda`` of the variational registration per level (6, 3, 1.5 mm) and
+#: its regulariser weights (absolute, membrane, bending, mu, lambda): SPM12 Shooting's ``rparam``
+#: with bending 0.3 instead of 0.2. Both tuned on ds002748 sub-01 and sub-02
+#: (``benchmarks/registration_energy.py``; docs/algorithms_registration.md).
+REGISTRATION_LAMBDAS = (2.0, 1.0, 1.0)
+REGISTRATION_WEIGHTS = (1e-4, 1e-3, 0.3, 0.05, 0.2)
 #: (factor, updates) of the registration that deforms the priors for the second segmentation
 #: (6 and 3 mm: the priors are smooth, a finer warp changes the segmentation little).
 PRIOR_REGISTRATION = ((4, 40), (2, 30))
@@ -315,36 +324,70 @@ def write_native(paths: dict[str, Path], native_maps: torch.Tensor, grid: Grid, 
         save_volume(paths[key], native_maps[i], grid.affine, orientation_of=stored_affine, description=descr[key])
 
 
+def registration_levels(settings: PreprocessConfig) -> list[tuple[int, int, float]]:
+    """(downsampling factor, steps, lambda) of each level that runs (6, 3, 1.5 mm; 0 steps skip a level)."""
+    iterations = settings.registration_iterations or REGISTRATION_ITERATIONS[settings.registration]
+    return [(f, int(n), lam) for f, n, lam in zip(REGISTRATION_LEVELS, iterations, REGISTRATION_LAMBDAS, strict=True)
+            if n > 0]
+
+
 def register_to_shooting_template(seg: SegmentationStep, matrix: np.ndarray, settings: PreprocessConfig, *,
                                   device: torch.device) -> RegistrationStep:
     """GM/WM from the segmentation grid to the 1.5 mm output grid through the affine, then
-    nonlinear registration to Template_4_GS's GM/WM (``settings.registration_iterations`` at
-    6, 3 and 1.5 mm; a level with 0 updates is skipped)."""
+    nonlinear registration to Template_4_GS's GM/WM (``settings.registration``, levels of
+    :func:`registration_levels`); the inverse map is kept for push modulation."""
     shooting = load_shooting_template()
     moving = tissue_on_output_grid(seg, matrix)
     template = shooting.data[:2]
-    levels = [(f, n) for f, n in zip(REGISTRATION_LEVELS, settings.registration_iterations, strict=True) if n > 0]
-    result = register_nonlinear(moving.to(device), template.to(device), scales=tuple(f for f, _ in levels),
-                                iterations=tuple(n for _, n in levels), compute_inverse=False, device=device)
+    factors, iterations, lambdas = zip(*registration_levels(settings), strict=True)
+    push = settings.modulation == "push"
+    if settings.registration == "variational":
+        result = register_variational(moving.to(device), template.to(device),
+                                      voxel_size_mm=tuple(float(v) for v in shooting.grid.voxel_size),
+                                      levels=factors, lambdas=lambdas, iterations=iterations,
+                                      weights=REGISTRATION_WEIGHTS, compute_inverse=push, device=device)
+    else:
+        result = register_nonlinear(moving.to(device), template.to(device), scales=factors,
+                                    iterations=iterations, compute_inverse=push, device=device)
     return RegistrationStep(moving=moving, template=template, grid=shooting.grid, result=result)
 
 
 def warp_and_modulate(reg: RegistrationStep, matrix: np.ndarray, native_tissue: torch.Tensor,
-                      native_grid: Grid) -> WarpedStep:
-    """mwp1/mwp2 pulled from the native p1/p2 through the full (affine x nonlinear) map and
-    multiplied by its Jacobian determinant, and the registration's quality figures (warp MSE
-    of the unmodulated maps, linear elasticity, nonlinear Jacobian range, folded voxels)."""
+                      native_grid: Grid, *, method: str = "push") -> WarpedStep:
+    """mwp1/mwp2 from the native p1/p2 through the full (affine x nonlinear) map, modulated by
+    ``method`` (:func:`~vbmkit.preprocess.modulate.modulate_native`: push preserves the native
+    volume exactly), and the registration's quality figures: warp MSE of the unmodulated maps and
+    torchreg's linear elasticity (the paper's two), the nonlinear Jacobian determinant over the
+    grid (min, max, folded voxels) and inside the template brain (GM + WM > 0.5: 0.5 / 99.5
+    percentiles divided by the median, min, max, folds), and the bending (mm^-2) and
+    linear-elastic energies of the non-affine displacement in mm."""
     phi = reg.result.deformation.detach()
-    tissue = modulate_native(native_tissue.to(phi.device), native_grid, reg.grid, matrix, phi, method="pull")
+    inverse = reg.result.inverse.detach() if reg.result.inverse is not None else None
+    tissue = modulate_native(native_tissue.to(phi.device), native_grid, reg.grid, matrix, phi,
+                             inverse=inverse, method=method)
     affine_det = affine_jacobian_determinant(matrix)
-    fold = metrics.folding(tissue.jacobian / affine_det)  # the nonlinear part's determinant
+    nonlinear_det = tissue.jacobian / affine_det
+    fold = metrics.folding(nonlinear_det)
+    template = reg.template.to(phi.device)
+    brain = metrics.jacobian_summary(nonlinear_det, template.sum(0) > 0.5)
+    disp = deformation_to_displacement(phi)[0]
+    vox = tuple(float(v) for v in reg.grid.voxel_size)
     quality = {
-        "warp_mse": float(metrics.warp_mse(tissue.warped, reg.template.to(phi.device))),
-        "linear_elasticity": float(metrics.linear_elasticity(deformation_to_displacement(phi)[0])),
+        "warp_mse": float(metrics.warp_mse(tissue.warped, template)),
+        "linear_elasticity": float(metrics.linear_elasticity(disp)),
         "jacobian_min": float(fold["min"]),
         "jacobian_max": float(fold["max"]),
         "folded_voxels": int(fold["n_folded"]),
+        "brain_jacobian_median": float(brain["median"]),
+        "brain_jacobian_p0.5_rel": float(brain["p0.5_rel"]),
+        "brain_jacobian_p99.5_rel": float(brain["p99.5_rel"]),
+        "brain_jacobian_min": float(brain["min"]),
+        "brain_jacobian_max": float(brain["max"]),
+        "brain_folded_voxels": int(brain["n_folded"]),
+        "bending_energy": float(metrics.bending_energy(disp, vox)),
+        "elastic_energy": float(metrics.elastic_energy(disp, vox)),
         "affine_determinant": affine_det,
+        "modulation": method,
     }
     mwp = tissue.modulated.detach().float().cpu()
     sums = mwp.double().sum(dim=(1, 2, 3)) * reg.grid.voxel_volume_ml

@@ -142,7 +142,7 @@ def preprocess_subject(t1: T1Input, out: Path, settings: PreprocessConfig, *,
     with clock.step("nonlinear"):
         reg = steps.register_to_shooting_template(seg, aff.matrix, settings, device=device)
     with clock.step("modulate"):
-        warped = steps.warp_and_modulate(reg, aff.matrix, native_maps[1:3], native.grid)
+        warped = steps.warp_and_modulate(reg, aff.matrix, native_maps[1:3], native.grid, method=settings.modulation)
     roi = None
     if "catroi_xml" in xml_paths:
         with clock.step("roi_native"):
