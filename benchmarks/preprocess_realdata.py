@@ -41,7 +41,14 @@ COLUMNS = [("name", "{}"), ("tiv_ml", "{:.0f}"), ("gm_ml", "{:.0f}"), ("wm_ml", 
            ("bending_energy", "{:.4f}"), ("volume_preservation_gm", "{:.5f}"), ("total_s", "{:.1f}")]
 
 
-def _table(out: Path, data: Path, find_t1_inputs, read_json, volume_row, pd):
+def _table(out: Path, data: Path):
+    """One ``volumes.csv``-style row per finished subject report in ``out`` (None: none yet)."""
+    import pandas as pd
+
+    from vbmkit.io.bids import find_t1_inputs
+    from vbmkit.io.records import read_json
+    from vbmkit.workflows.preprocess import volume_row
+
     rows = []
     for t in find_t1_inputs([data]):
         rep = read_json(out / t.name / "report" / f"{t.name}.json")
@@ -108,8 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from vbmkit.config import PreprocessConfig
     from vbmkit.io.bids import find_t1_inputs
-    from vbmkit.io.records import read_json
-    from vbmkit.workflows.preprocess import run_preprocess, volume_row
+    from vbmkit.workflows.preprocess import run_preprocess
 
     torch.set_num_threads(args.threads)
     inputs = find_t1_inputs([args.data])
@@ -126,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, reason in summary.failed.items():
             print(f"FAILED {name}: {reason}")
 
-    table = _table(args.out, args.data, find_t1_inputs, read_json, volume_row, pd)
+    table = _table(args.out, args.data)
     if table is None:
         print("no finished subject yet")
         return 1
@@ -153,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{'PASS' if bool(tiv_ok.all()) else 'FAIL'}")
     print(f"time per subject: median {statistics.median(table['total_s']):.1f} s")
     _issue13(table, None if args.before is None else
-             _table(args.before, args.data, find_t1_inputs, read_json, volume_row, pd))
+             _table(args.before, args.data))
     return 0
 
 
