@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _vbmkit() -> list[str]:
     exe = Path(sys.executable).parent / "vbmkit"
-    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "vbmkit.cli.main"]
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "vbmkit"]
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:

@@ -37,7 +37,7 @@ DATA = REPO.parent / "shared" / "data" / "ds002748"
 
 def _vbmkit() -> list[str]:
     exe = Path(sys.executable).parent / "vbmkit"
-    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "vbmkit.cli.main"]
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "vbmkit"]
 
 
 def pd_read(path: Path):

@@ -50,7 +50,7 @@ glm:
 
 def _vbmkit() -> list[str]:
     exe = Path(sys.executable).parent / "vbmkit"
-    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "vbmkit.cli.main"]
+    return [str(exe)] if exe.is_file() else [sys.executable, "-m", "vbmkit"]
 
 
 def _reports(out: Path) -> list[Path]:

@@ -142,3 +142,10 @@ def test_registration_levels_follow_the_method_and_skip_empty_levels():
     assert registration_levels(fast) == [(4, 40, lam[0]), (2, 30, lam[1])]
     with pytest.raises(ValidationError, match="expected 3 non-negative counts"):
         PreprocessConfig(registration_iterations=[0, 0, 0])
+
+
+def test_gpu_jobs_share_a_gpu_as_far_as_its_memory_holds():
+    assert wf.gpu_jobs(4, None) == 4  # free memory unknown: as asked
+    assert wf.gpu_jobs(4, 100 * wf.GPU_BYTES_PER_JOB) == 4
+    assert wf.gpu_jobs(4, 2 * wf.GPU_BYTES_PER_JOB + 1) == 2
+    assert wf.gpu_jobs(4, 10) == 1  # never fewer than one

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 import torch
 
 from vbmkit.config import PreprocessConfig
-from vbmkit.device import resolve_device
+from vbmkit.device import available_memory_bytes, resolve_device
 from vbmkit.errors import ConfigError, VbmkitError
 from vbmkit.io.bids import T1Input, find_t1_inputs
 from vbmkit.io.ownership import claim
@@ -171,8 +172,12 @@ def run_preprocess(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
             raise ConfigError(f"device: expected 'auto', 'cpu' or 'cuda[:N]'; got {dev!r}")
     else:
         dev = resolve_device(device)
-        if dev.type != "cpu" and not target.in_process:  # one process owns a GPU
-            target = ComputeTarget(jobs=1)
+        if dev.type != "cpu" and not target.in_process:  # local processes share the GPU(s)
+            fit = gpu_jobs(target.jobs, available_memory_bytes(dev))
+            if fit < target.jobs:
+                warnings.warn(f"jobs: {target.jobs} processes would need about {target.jobs * GPU_BYTES_PER_JOB / 2**30:.0f} "
+                              f"GiB of free memory on {dev}; running {fit} at once", stacklevel=2)
+                target = ComputeTarget(jobs=fit)
     out = Path(out)
     subjects = find_t1_inputs(inputs)
     with claim(out, command="preprocess") as owned:
@@ -183,6 +188,35 @@ def run_preprocess(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
         summary = _preprocess_all(subjects, out, settings, dev, progress, target, appender)
         owned.finish(keep=owned.previous["files"] if owned.previous else ())
     return summary
+
+
+#: GPU memory one preprocessing process is given room for: a 1 mm T1 peaked at 1.34 GB on an H200
+#: (``benchmarks/preprocess_speed.py --device cuda``), doubled for larger images and the CUDA context.
+GPU_BYTES_PER_JOB = 3 * 2**30
+
+
+def gpu_jobs(jobs: int, free_bytes: int | None) -> int:
+    """How many of ``jobs`` local processes may share a GPU with ``free_bytes`` of free memory.
+
+    Several processes per GPU pay: half of a subject's time is CPU work (NIfTI reading and
+    writing, quality figures) while the GPU waits. On an H200, 4 processes gave 4.4 s per
+    subject against 10.0 s for one (``docs/preprocess.md``).
+
+    Parameters
+    ----------
+    jobs : int
+        Processes asked for (``--jobs``).
+    free_bytes : int or None
+        Free memory of the GPU (None: unknown, ``jobs`` is kept).
+
+    Returns
+    -------
+    int
+        ``jobs``, or as many as ``GPU_BYTES_PER_JOB`` each fit, at least 1.
+    """
+    if free_bytes is None:
+        return jobs
+    return max(1, min(jobs, free_bytes // GPU_BYTES_PER_JOB))
 
 
 def _preprocess_all(subjects: list[T1Input], out: Path, settings: PreprocessConfig, dev: torch.device | str,
