@@ -21,7 +21,7 @@ same study on the true maps, ``vbmkit demo --truth``) is printed with ``--truth`
 Synthetic: every figure is on cohorts simulated from Template_4_GS, not on real data.
 
     .venv/bin/python benchmarks/map_fidelity.py --work /tmp/fidelity [--n 12] [--seeds 0,1]
-        [--profiles full,fast,full_v4,fast_v4] [--truth] [--jobs 2]
+        [--profiles full,fast,full_v4,fast_v4] [--truth] [--jobs 2] [--device cuda]
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ def main() -> None:
     ap.add_argument("--profiles", default="full,fast")
     ap.add_argument("--truth", action="store_true", help="also the study on the true maps (reference)")
     ap.add_argument("--jobs", type=int, default=1, help="subjects preprocessed in parallel (outputs do not depend on it)")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto (CPU and CUDA maps agree: benchmarks/device_agreement.py)")
     args = ap.parse_args()
     template = load_shooting_template()
     brain = ((template.data[0] + template.data[1]) > 0.5).numpy()
@@ -91,7 +92,7 @@ def main() -> None:
             if profile is None:
                 text = text.replace("out: study", "out: study_truth")
             path.write_text(text)
-            provenance = run_study(path, device="cpu")
+            provenance = run_study(path, device=args.device)
             study = Path(provenance["out"])
             planted = evaluate_demo(study, root / "cohort" / "truth")["age_decline"]
             entry = results.setdefault(label, {"mwp1": [], "s6mwp1": [], "age_r": []})
