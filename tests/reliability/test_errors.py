@@ -3,6 +3,7 @@ SIGTERM ends a command with its temporary files removed."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -10,8 +11,10 @@ import time
 
 import pandas as pd
 import pytest
+import typer
 
 from tests.reliability.harness import check_cli
+from vbmkit.cli.common import handle_errors
 from vbmkit.io.ownership import LOCK
 
 
@@ -93,3 +96,32 @@ def test_signal_removes_temporaries_and_the_lock(box, sig, code):
         line for line in err.splitlines() if "temporary files removed" in line]
     assert not list(box.root.rglob(".vbmkit-tmp-*")) and not (out / LOCK).exists()
     assert not [p for p in box.root.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_swallowed_by_a_finaliser_still_ends_the_command(sig, code):
+    """A signal that arrives while a ``__del__`` runs (CI saw it in nibabel's ``OrderedSet``) has
+    its exception ignored by Python; it is sent again, so the command still stops with the
+    signal's exit code instead of running on and exiting 0."""
+    finished = []
+
+    class Finalised:
+        def __del__(self):
+            os.kill(os.getpid(), sig)
+            sum(x for x in range(1000))  # the handler's exception is raised in here, and ignored
+
+    @handle_errors
+    def command():
+        Finalised()
+        deadline = time.monotonic() + 5  # interrupted within milliseconds unless the signal was lost
+        while time.monotonic() < deadline:
+            pass
+        finished.append(True)
+
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)  # a test worker may ignore Ctrl-C
+    try:
+        with pytest.raises(typer.Exit) as stopped:
+            command()
+    finally:
+        signal.signal(signal.SIGINT, old)
+    assert stopped.value.exit_code == code and not finished

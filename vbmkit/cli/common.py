@@ -7,6 +7,7 @@ import contextlib
 import errno
 import functools
 import signal
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from enum import Enum
@@ -140,17 +141,77 @@ def _raise_terminated(signum: int, _frame: Any) -> None:
     raise Terminated(signum)
 
 
+#: The signal whose exception a finaliser swallowed, waiting to be raised again (None: none).
+_PENDING: dict[str, int | None] = {"signum": None}
+#: Delay before a swallowed signal is raised again, in seconds.
+_RETRY_S = 0.001
+
+
+def _in_finaliser(frame: Any) -> bool:
+    """Whether ``frame`` runs inside a ``__del__`` or an unraisable hook, where Python ignores
+    an exception (prints "Exception ignored ...") instead of letting it propagate."""
+    while frame is not None:
+        if frame.f_code.co_name in ("__del__", "_swallowed"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _swallowed(unraisable: Any, previous_hook: Callable[[Any], None]) -> None:
+    """``sys.unraisablehook`` while a command runs: a SIGTERM or Ctrl-C whose exception was raised
+    inside a finaliser (e.g. nibabel's ``OrderedSet.__del__``) and ignored is raised again
+    shortly (:func:`_raise_pending`), so the command stops instead of running on and exiting 0.
+    Other unraisable exceptions go to ``previous_hook``."""
+    exc = unraisable.exc_value
+    if isinstance(exc, Terminated):
+        _PENDING["signum"] = exc.signum
+    elif isinstance(exc, KeyboardInterrupt):
+        _PENDING["signum"] = int(signal.SIGINT)
+    else:
+        previous_hook(unraisable)
+        return
+    signal.setitimer(signal.ITIMER_REAL, _RETRY_S)
+
+
+def _raise_pending(_signum: int, frame: Any) -> None:
+    """SIGALRM: raise the pending signal's exception, unless still inside a finaliser (then later)."""
+    signum = _PENDING["signum"]
+    if signum is None:
+        return
+    if _in_finaliser(frame):
+        signal.setitimer(signal.ITIMER_REAL, _RETRY_S)
+        return
+    _PENDING["signum"] = None
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Terminated(signum)
+
+
 @contextlib.contextmanager
 def _terminate_cleanly() -> Iterator[None]:
-    """Turn SIGTERM into an exception for the duration of a command (main thread only)."""
+    """Turn SIGTERM into an exception for the duration of a command (main thread only), and
+    raise SIGTERM or Ctrl-C again when a finaliser swallowed its exception."""
     try:
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
     except ValueError:  # not the main thread (e.g. a command called from a worker thread)
         yield
         return
+    if not hasattr(signal, "setitimer"):  # Windows: no SIGALRM; a swallowed signal stays lost
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        return
+    previous_alarm = signal.signal(signal.SIGALRM, _raise_pending)
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = functools.partial(_swallowed, previous_hook=previous_hook)
     try:
         yield
     finally:
+        _PENDING["signum"] = None
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        sys.unraisablehook = previous_hook
+        signal.signal(signal.SIGALRM, previous_alarm)
         signal.signal(signal.SIGTERM, previous)
 
 
