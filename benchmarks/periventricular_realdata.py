@@ -94,7 +94,7 @@ def chance_in_band(study: Path, band: np.ndarray, permutations: int) -> dict[str
     t = res.stat.numpy()
     in_band = band & mask
     df = len(ids) - len(columns)
-    # the null count of the band alone, by the same Freedman-Lane permutations (refit on the band)
+    # the null count of the band alone: Freedman-Lane permutations of age drawn here (seed 0), refit on the band
     yb = Y[:, in_band[mask]].astype(np.float64)
     z = np.delete(X, columns.index("age"), axis=1)
     hz = z @ np.linalg.pinv(z)

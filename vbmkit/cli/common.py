@@ -151,7 +151,7 @@ def _in_finaliser(frame: Any) -> bool:
     """Whether ``frame`` runs inside a ``__del__`` or an unraisable hook, where Python ignores
     an exception (prints "Exception ignored ...") instead of letting it propagate."""
     while frame is not None:
-        if frame.f_code.co_name in ("__del__", "_swallowed"):
+        if frame.f_code.co_name == "__del__" or frame.f_code is _swallowed.__code__:
             return True
         frame = frame.f_back
     return False
@@ -196,22 +196,19 @@ def _terminate_cleanly() -> Iterator[None]:
     except ValueError:  # not the main thread (e.g. a command called from a worker thread)
         yield
         return
-    if not hasattr(signal, "setitimer"):  # Windows: no SIGALRM; a swallowed signal stays lost
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-        return
-    previous_alarm = signal.signal(signal.SIGALRM, _raise_pending)
-    previous_hook = sys.unraisablehook
-    sys.unraisablehook = functools.partial(_swallowed, previous_hook=previous_hook)
+    retry = hasattr(signal, "setitimer")  # Windows: no SIGALRM; a swallowed signal stays lost
+    if retry:
+        previous_alarm = signal.signal(signal.SIGALRM, _raise_pending)
+        previous_hook = sys.unraisablehook
+        sys.unraisablehook = functools.partial(_swallowed, previous_hook=previous_hook)
     try:
         yield
     finally:
-        _PENDING["signum"] = None
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        sys.unraisablehook = previous_hook
-        signal.signal(signal.SIGALRM, previous_alarm)
+        if retry:
+            _PENDING["signum"] = None
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            sys.unraisablehook = previous_hook
+            signal.signal(signal.SIGALRM, previous_alarm)
         signal.signal(signal.SIGTERM, previous)
 
 
