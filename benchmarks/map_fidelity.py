@@ -111,7 +111,9 @@ def main() -> None:
                 v = np.asarray(entry[kind])
                 line += f"; voxel r {kind} median {np.median(v):.3f} ({v.min():.3f}-{v.max():.3f}, {v.size} subjects)"
         print(line)
-    (args.work / "map_fidelity.json").write_text(json.dumps(results, indent=1))
+    # one file per run, so that runs with other seeds or profiles in the same --work keep theirs
+    tag = f"n{args.n}_seeds{args.seeds.replace(',', '-')}_{'-'.join(profiles) or 'none'}{'_truth' if args.truth else ''}"
+    (args.work / f"map_fidelity_{tag}.json").write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
