@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from vbmkit.errors import GridMismatchError, ImageError
+from vbmkit.sampling import grid_sample
 
 
 @dataclass(frozen=True, eq=False)
@@ -173,9 +173,9 @@ def resample(
                          device=x.device, dtype=work.dtype)
     grid = grid.expand(x.shape[0], *grid.shape[1:])
     if padding_value != 0.0:
-        out = F.grid_sample(work - padding_value, grid, mode=mode, padding_mode="zeros",
-                            align_corners=True) + padding_value
+        out = grid_sample(work - padding_value, grid, mode=mode, padding_mode="zeros",
+                          align_corners=True) + padding_value
     else:
-        out = F.grid_sample(work, grid, mode=mode, padding_mode="zeros", align_corners=True)
+        out = grid_sample(work, grid, mode=mode, padding_mode="zeros", align_corners=True)
     out = out.to(x.dtype) if not x.is_floating_point() else out
     return out[0, 0] if squeeze else out

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from vbmkit.errors import ImageError
 from vbmkit.preprocess.smooth import FWHM_TO_SIGMA
 from vbmkit.preprocess.warp import blur
+from vbmkit.sampling import grid_sample
 from vbmkit.space import Grid, resample
 
 _BOX_TO_FWHM2 = 8.0 * math.log(2.0) / 12.0  # FWHM^2 of a Gaussian with a box of width 1's variance
@@ -169,7 +170,7 @@ class _Problem:
         m = (self.to_norm @ matrix)[:3].flip(0)  # rows in (z, y, x) order for grid_sample
         shift = m[:, :3] @ self.origin.to(m) + m[:, 3]
         coords = torch.addmm(shift.float(), self.xyz, m[:, :3].T.float()).reshape(1, *self.grid.shape, 3)
-        moved = F.grid_sample(self.mov, coords, mode="bilinear", padding_mode="zeros", align_corners=True)
+        moved = grid_sample(self.mov, coords, mode="bilinear", padding_mode="zeros", align_corners=True)
         mse = ((moved[:, 0] - self.fix[:, 0]) ** 2).mean()
         a, b = moved[:, 1], self.fix[:, 1]
         dice = 2.0 * (a * b).sum() / (a.sum() + b.sum()).clamp_min(1e-6)

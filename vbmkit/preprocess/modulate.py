@@ -19,6 +19,7 @@ import torch
 from vbmkit.errors import ImageError
 from vbmkit.preprocess.jacobian import affine_jacobian_determinant, jacobian_determinant
 from vbmkit.preprocess.warp import _FieldSampler, deformation_to_displacement, warp
+from vbmkit.sampling import grid_sample
 from vbmkit.space import Grid
 
 
@@ -201,8 +202,7 @@ def modulate_native(
     u_inv = deformation_to_displacement(inverse.float())  # (1, 3, X, Y, Z) voxels
     qn = sampler.to_norm(q.T.reshape(1, 3, -1, 1, 1)) - 1.0  # positions in grid_sample units
     grid = qn.permute(0, 2, 3, 4, 1)
-    disp = torch.nn.functional.grid_sample(u_inv, grid, mode="bilinear", padding_mode="border",
-                                           align_corners=True)  # (1, 3, N, 1, 1)
+    disp = grid_sample(u_inv, grid, mode="bilinear", padding_mode="border", align_corners=True)  # (1, 3, N, 1, 1)
     x = q + disp[0, :, :, 0, 0].T  # template voxel positions of the native voxels
     ratio = native_grid.voxel_volume_ml / template_grid.voxel_volume_ml
     modulated = push_amount((values * ratio).T, x, template_grid.shape).float()

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from vbmkit.errors import ImageError
 from vbmkit.preprocess.smooth import gaussian_kernel1d
+from vbmkit.sampling import grid_sample
 
 
 def identity_grid(shape: tuple[int, int, int], *, device=None,
@@ -99,7 +100,7 @@ def warp(image: torch.Tensor, deformation: torch.Tensor, *, mode: str = "bilinea
     grid = to_sampling_grid(phi.to(image.dtype), image.shape[2:])
     if grid.shape[0] != image.shape[0]:
         grid = grid.expand(image.shape[0], *grid.shape[1:])
-    return F.grid_sample(image, grid, mode=mode, padding_mode=padding_mode, align_corners=True)
+    return grid_sample(image, grid, mode=mode, padding_mode=padding_mode, align_corners=True)
 
 
 class _FieldSampler:
@@ -125,7 +126,7 @@ class _FieldSampler:
     def sample_norm(self, x: torch.Tensor, un: torch.Tensor, padding_mode: str = "border") -> torch.Tensor:
         """x sampled at identity + un, ``un`` (B, 3, X, Y, Z) in normalised (z, y, x) units."""
         grid = self.id_norm + un.permute(0, 2, 3, 4, 1)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
+        return grid_sample(x, grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
 
     def sample(self, x: torch.Tensor, u: torch.Tensor, padding_mode: str = "border") -> torch.Tensor:
         """x sampled at identity + u, ``u`` (B, 3, X, Y, Z) in voxels (x, y, z)."""

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from vbmkit.errors import ImageError
 from vbmkit.preprocess.smooth import smooth_fwhm
+from vbmkit.sampling import grid_sample
 
 #: Mean T1 intensity of each class relative to WM (GM, WM, CSF), before jitter.
 DEFAULT_CONTRAST = {"gm": 0.6, "wm": 0.9, "csf": 0.25, "jitter": 0.03}
@@ -114,7 +115,7 @@ def _sample(maps: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     size = torch.tensor(maps.shape[1:], dtype=coords.dtype).reshape(3, 1, 1, 1)
     norm = 2.0 * coords / (size - 1).clamp_min(1) - 1.0
     grid = norm.permute(1, 2, 3, 0).flip(-1)[None]  # grid_sample wants (z, y, x) last
-    return F.grid_sample(maps[None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
+    return grid_sample(maps[None], grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
 
 
 def make_phantom(

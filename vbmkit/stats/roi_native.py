@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from vbmkit.errors import ImageError
+from vbmkit.sampling import grid_sample
 
 #: Native voxels processed at once (memory: ~100 bytes per voxel).
 DEFAULT_CHUNK = 1 << 20
@@ -124,7 +124,7 @@ def _sample9(field_c: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     sizes = torch.tensor(field_c.shape[2:], dtype=pos.dtype, device=pos.device)
     norm = 2.0 * pos / (sizes - 1).clamp(min=1) - 1.0
     grid = norm.flip(-1).view(1, -1, 1, 1, 3).to(field_c.dtype)
-    out = F.grid_sample(field_c, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    out = grid_sample(field_c, grid, mode="bilinear", padding_mode="border", align_corners=True)
     return out.view(field_c.shape[1], -1).T.to(pos.dtype)
 
 

@@ -1,0 +1,54 @@
+"""``grid_sample`` that uses every CPU thread on a single volume.
+
+PyTorch's CPU kernel for 5-D ``grid_sample`` (forward and backward) runs the items of a batch in
+parallel but each item on one thread, so one volume, the usual case here, is sampled on one core
+whatever ``torch.get_num_threads()`` says. :func:`grid_sample` cuts the output grid of a single
+volume into as many slabs along its first spatial axis as there are threads, samples them as one
+batch (the input is shared, not copied) and puts the slabs back together. Every output voxel is
+computed by the same arithmetic as in one call, so the result is identical to
+``torch.nn.functional.grid_sample``; on CUDA, for batches and for small grids it is that call.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+#: Output voxels below which a single call is kept (splitting costs two copies of the grid).
+MIN_SPLIT_VOXELS = 1 << 15
+
+
+def grid_sample(input: torch.Tensor, grid: torch.Tensor, *, mode: str = "bilinear",
+                padding_mode: str = "zeros", align_corners: bool = True) -> torch.Tensor:
+    """``torch.nn.functional.grid_sample`` of a (1, C, D, H, W) volume with all CPU threads.
+
+    Parameters
+    ----------
+    input : torch.Tensor
+        (N, C, D, H, W) values (or a 4-D batch of images, passed through unchanged).
+    grid : torch.Tensor
+        (N, D', H', W', 3) sampling positions, normalised to [-1, 1] (x, y, z order of
+        ``grid_sample``).
+    mode, padding_mode, align_corners
+        As ``torch.nn.functional.grid_sample``.
+
+    Returns
+    -------
+    torch.Tensor
+        (N, C, D', H', W'), equal to ``F.grid_sample(input, grid, ...)``; differentiable.
+    """
+    threads = torch.get_num_threads()
+    depth = grid.shape[1] if grid.ndim == 5 else 0
+    if (input.device.type != "cpu" or input.ndim != 5 or grid.ndim != 5 or input.shape[0] != 1
+            or grid.shape[0] != 1 or threads < 2 or depth < 2 or grid[0, ..., 0].numel() < MIN_SPLIT_VOXELS):
+        return F.grid_sample(input, grid, mode=mode, padding_mode=padding_mode, align_corners=align_corners)
+    k = min(threads, depth)
+    size = -(-depth // k)  # slab thickness; the last slab is padded by repeating the last plane
+    k = -(-depth // size)
+    pad = size * k - depth
+    g = grid if pad == 0 else torch.cat([grid, grid[:, -1:].expand(1, pad, *grid.shape[2:])], dim=1)
+    g = g.reshape(k, size, *grid.shape[2:])
+    out = F.grid_sample(input.expand(k, *input.shape[1:]), g, mode=mode, padding_mode=padding_mode,
+                        align_corners=align_corners)  # (k, C, size, H', W')
+    out = out.transpose(0, 1).reshape(1, input.shape[1], k * size, *grid.shape[2:4])
+    return out[:, :, :depth] if pad else out
