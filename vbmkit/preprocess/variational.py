@@ -113,11 +113,21 @@ def _spectrum(shape, h, weights, lam_reg: float, device) -> torch.Tensor:
 
 
 def _energy(vel, sampler, m_s, f_s, hv, h, lam_reg, *, weights, steps):
-    """E(v) at one level (float) and the two half-way warped images (1, C, X, Y, Z)."""
+    """E(v) at one level (float), the two half-way warped images (1, C, X, Y, Z) and a function
+    returning ``dR/dv`` (v in mm) at ``vel``: autograd through this evaluation's regulariser,
+    run only for the steps that are accepted, so the regulariser is evaluated once per step."""
     w_m = sampler.sample_norm(m_s, sampler.exp_norm(0.5 * vel, steps), padding_mode="zeros")
     w_f = sampler.sample_norm(f_s, sampler.exp_norm(-0.5 * vel, steps), padding_mode="zeros")
     data = ((w_m - w_f) ** 2).sum(1).mean()
-    return float(data + lam_reg * regulariser_energy(vel * hv, h, weights=weights)), w_m, w_f
+    with torch.enable_grad():
+        v_mm = (vel * hv).detach().requires_grad_(True)
+        reg = regulariser_energy(v_mm, h, weights=weights)
+
+    def reg_gradient() -> torch.Tensor:
+        (g_reg,) = torch.autograd.grad(reg, v_mm)
+        return g_reg
+
+    return float(data + lam_reg * reg.detach()), w_m, w_f, reg_gradient
 
 
 def _check_inputs(moving, fixed, voxel_size_mm, levels, lambdas, iterations):
@@ -217,17 +227,13 @@ def register_variational(
         def energy(vel: torch.Tensor, ctx=(sampler, m_s, f_s, hv, h, float(lam_reg))):
             return _energy(vel, *ctx, weights=w, steps=steps)
 
-        e, w_m, w_f = energy(v)
+        e, w_m, w_f, reg_gradient = energy(v)
         alpha = 1.0
         for _ in range(int(n_iter)):
             r = w_m - w_f
             g = 0.5 * _gradient(w_m + w_f) / hv[:, None]  # (1, C, 3, X, Y, Z): dr/dv, v in mm
             grad = 2.0 * (r[:, :, None] * g).sum(1)
-            with torch.enable_grad():
-                v_mm = (v * hv).detach().requires_grad_(True)
-                reg = regulariser_energy(v_mm, h, weights=w)
-                (g_reg,) = torch.autograd.grad(reg, v_mm)
-            grad = grad + float(lam_reg) * n_vox * g_reg
+            grad = grad + float(lam_reg) * n_vox * reg_gradient()
             hess = 2.0 * (g * g).sum((1, 2)) / 3.0
             edges = hess > 0.05 * hess.max()
             c = float(hess[edges].mean()) if bool(edges.any()) else 1.0
@@ -238,13 +244,13 @@ def register_variational(
                 break
             alpha = min(1.0, 2.0 * alpha, max_step / biggest)
             for _halving in range(5):
-                e_new, wm_new, wf_new = energy(v + alpha * du)
+                e_new, wm_new, wf_new, rg_new = energy(v + alpha * du)
                 if e_new < e:
                     break
                 alpha *= 0.5
             else:
                 break  # no decrease along the descent direction: converged at this level
-            v, e, w_m, w_f = v + alpha * du, e_new, wm_new, wf_new
+            v, e, w_m, w_f, reg_gradient = v + alpha * du, e_new, wm_new, wf_new, rg_new
             history.append(e)
             done += 1
             if progress is not None:
