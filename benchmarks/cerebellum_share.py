@@ -42,7 +42,7 @@ from segment_accuracy import SEGREF, fs_tissue  # noqa: E402
 from vbmkit.io.atlas import load_atlas  # noqa: E402
 from vbmkit.io.nifti import load_volume  # noqa: E402
 from vbmkit.io.templates import load_shooting_template  # noqa: E402
-from vbmkit.space import Grid, resample  # noqa: E402
+from vbmkit.space import resample  # noqa: E402
 
 FS_CEREBELLUM_CORTEX = [8, 47]
 FS_CEREBELLUM = [7, 8, 46, 47]
@@ -75,13 +75,10 @@ def freesurfer_reference(fs_out: Path, suit: np.ndarray) -> None:
     if not any(mri.glob("mwp1*.nii*")):
         print(f"preprocessing {norm.name} into {fs_out} ...", flush=True)
         run_preprocess([norm], fs_out, progress=False, device="cpu")
-    aseg = load_volume(SEGREF / "niivue_fs_aparc.a2009s+aseg.mgz").data.numpy().round().astype(np.int64)
+    labels = load_volume(SEGREF / "niivue_fs_aparc.a2009s+aseg.mgz")
+    aseg = labels.data.numpy().round().astype(np.int64)
     p1 = load_volume(next(mri.glob("p1*.nii*")))
-    if p1.data.shape != aseg.shape:
-        ours = resample(p1.data[None, None].float(), p1.grid, Grid(aseg.shape, p1.grid.affine))[0, 0]
-    else:
-        ours = p1.data
-    ours = ours.numpy()
+    ours = resample(p1.data[None, None].float(), p1.grid, labels.grid)[0, 0].numpy()  # onto FreeSurfer's grid
     cerebellum = np.isin(aseg, FS_CEREBELLUM)
     print("FreeSurfer reference subject (niivue_fs):")
     for ambiguous in (False, True):
