@@ -7,6 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from vbmkit.allocator import tune_cpu_allocator
+
+# the allocator the CLI and the pipeline use (vbmkit.allocator): tests run as users do
+tune_cpu_allocator()
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 

@@ -34,9 +34,11 @@ def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error instead of one line.")] = False,
 ) -> None:
     """vbmkit command line."""
+    from vbmkit.allocator import tune_cpu_allocator
     from vbmkit.cli.common import DEBUG
 
     DEBUG["on"] = debug
+    tune_cpu_allocator()
 
 
 # Command registration: one line per command module.

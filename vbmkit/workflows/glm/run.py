@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from vbmkit import __version__
+from vbmkit.allocator import tune_cpu_allocator
 from vbmkit.config import GlmConfig
 from vbmkit.device import resolve_device
 from vbmkit.errors import ConfigError, CovariateError, DesignError
@@ -143,6 +144,7 @@ def run_glm(images: Sequence[str | os.PathLike], covariates: str | os.PathLike |
         For bad input, before anything is written.
     """
     t0 = time.perf_counter()
+    tune_cpu_allocator()  # keep freed tensors' memory for reuse: same results, far fewer page faults
     out = Path(out)
     check_missing(missing)
     check_claimable(out, command="glm")
