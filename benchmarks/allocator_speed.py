@@ -74,15 +74,10 @@ def child(mode: str, tuned: bool, out: Path, threads: int, t1: Path) -> dict:
 
 
 def same_maps(a: Path, b: Path, name_a: str, name_b: str) -> bool:
-    import nibabel as nib
-    import numpy as np
+    from vbmkit.io.nifti import load_volume
 
-    for pattern in MAPS:
-        x = np.asarray(nib.load(a / name_a / pattern.format(n=name_a)).dataobj)
-        y = np.asarray(nib.load(b / name_b / pattern.format(n=name_b)).dataobj)
-        if not np.array_equal(x, y):
-            return False
-    return True
+    return all(load_volume(a / name_a / p.format(n=name_a)).data.equal(load_volume(b / name_b / p.format(n=name_b)).data)
+               for p in MAPS)
 
 
 def main() -> int:

@@ -16,6 +16,7 @@ Set the environment variable ``VBMKIT_MALLOC=default`` to leave malloc as it is.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 
@@ -23,9 +24,8 @@ import sys
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
 SETTINGS = ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 1 << 30), (_M_TOP_PAD, 64 << 20))
 
-_state: dict[str, bool] = {}
 
-
+@functools.cache
 def tune_cpu_allocator() -> bool:
     """Apply :data:`SETTINGS` to glibc's malloc in this process, once.
 
@@ -35,14 +35,10 @@ def tune_cpu_allocator() -> bool:
         True when the settings are in force; False on other C libraries (macOS, musl, Windows)
         and with ``VBMKIT_MALLOC=default``, where malloc is left as it is.
     """
-    if "tuned" in _state:
-        return _state["tuned"]
-    tuned = False
-    if os.environ.get("VBMKIT_MALLOC", "").strip().lower() != "default" and sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL("libc.so.6")
-            tuned = all(int(libc.mallopt(param, value)) == 1 for param, value in SETTINGS)
-        except (OSError, AttributeError):  # not glibc
-            tuned = False
-    _state["tuned"] = tuned
-    return tuned
+    if os.environ.get("VBMKIT_MALLOC", "").strip().lower() == "default" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return all(int(libc.mallopt(param, value)) == 1 for param, value in SETTINGS)
+    except (OSError, AttributeError):  # not glibc
+        return False
