@@ -9,7 +9,12 @@ from tests.preprocess.registration_phantoms import SHAPE, edge_agreement, moved,
 from vbmkit.errors import ImageError
 from vbmkit.preprocess.jacobian import jacobian_determinant
 from vbmkit.preprocess.metrics import folding, warp_mse
-from vbmkit.preprocess.variational import SHOOT_WEIGHTS, register_variational, regulariser_energy
+from vbmkit.preprocess.variational import (
+    SHOOT_WEIGHTS,
+    register_variational,
+    regulariser_energy,
+    regulariser_gradient,
+)
 from vbmkit.preprocess.warp import (
     deformation_to_displacement,
     integrate_velocity,
@@ -118,6 +123,29 @@ def test_regulariser_energy_of_known_fields():
     assert float(regulariser_energy(bend, h, weights=(0, 0, 1, 0, 0))) == pytest.approx(0.01)
 
 
+@pytest.mark.parametrize(("shape", "weights", "h"), [
+    ((2, 3, 5, 6, 7), (1, 1, 1, 1, 1), (1.0, 2.0, 3.0)),
+    ((1, 3, 3, 4, 5), (0.3, 0, 2, 0, 0.7), (1.5, 1.5, 1.5)),
+    ((1, 3, 9, 8, 7), SHOOT_WEIGHTS, (1.2, 1.5, 0.9)),
+    ((1, 3, 4, 4, 4), (0, 0, 0, 1, 0), (1.0, 1.0, 1.0)),
+])
+def test_regulariser_gradient_equals_autograd(shape, weights, h):
+    v = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3), requires_grad=True)
+    (expected,) = torch.autograd.grad(regulariser_energy(v, h, weights=weights), v)
+    got = regulariser_gradient(v.detach(), h, weights=weights)
+    assert got.shape == v.shape
+    assert torch.allclose(got, expected, rtol=1e-12, atol=1e-12 * float(expected.abs().max()))
+
+
+def test_regulariser_gradient_of_a_quadratic_form():
+    # R is quadratic: R(v) = <v, grad R(v)> / 2, and the gradient of a translation is 2 a t / N
+    v = torch.randn(1, 3, 6, 7, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    h = (1.5, 1.0, 2.0)
+    assert float((v * regulariser_gradient(v, h)).sum() / 2) == pytest.approx(float(regulariser_energy(v, h)))
+    t = torch.ones(1, 3, 4, 5, 6, dtype=torch.float64)
+    assert torch.allclose(regulariser_gradient(t, h, weights=(1, 1, 1, 1, 1)), torch.full_like(t, 2 / 120))
+
+
 def test_errors():
     img = phantom()
     with pytest.raises(ImageError, match="moving and fixed must be"):
@@ -142,3 +170,5 @@ def test_errors():
         regulariser_energy(torch.zeros(1, 2, 4, 4, 4), (1, 1, 1))
     with pytest.raises(ImageError, match="regulariser_energy: voxel_size_mm"):
         regulariser_energy(torch.zeros(1, 3, 4, 4, 4), (1, 1))
+    with pytest.raises(ImageError, match=r"regulariser_gradient: expected a \(B, 3, X, Y, Z\)"):
+        regulariser_gradient(torch.zeros(1, 3, 2, 4, 4), (1, 1, 1))

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 from vbmkit.errors import ImageError
 from vbmkit.preprocess.nonlinear import NonlinearResult, _downsample, _gradient, check_image_pair
@@ -52,6 +53,67 @@ def _second_difference(v: torch.Tensor, axis: int) -> torch.Tensor:
     return out
 
 
+def _check_field(v: torch.Tensor, voxel_size_mm, caller: str) -> list[float]:
+    if v.ndim != 5 or v.shape[1] != 3 or min(v.shape[2:]) < 3:
+        raise ImageError(f"{caller}: expected a (B, 3, X, Y, Z) field with every axis >= 3; "
+                         f"got {tuple(v.shape)}")
+    h = [float(s) for s in voxel_size_mm]
+    if len(h) != 3 or min(h) <= 0:
+        raise ImageError(f"{caller}: voxel_size_mm must be 3 positive numbers; got {voxel_size_mm}")
+    return h
+
+
+def _derivatives(v: torch.Tensor, h: list[float]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Forward differences ``d[j][:, i] = d_j v_i`` (mm^-1, on the first ``n - 1`` voxels of
+    every axis) and the Laplacian of each channel (mm^-2, on the inner voxels)."""
+    crop = [n - 1 for n in v.shape[2:]]
+    d = [(v.narrow(2 + j, 1, v.shape[2 + j] - 1) - v.narrow(2 + j, 0, v.shape[2 + j] - 1)) / h[j]
+         for j in range(3)]
+    d = [dj[:, :, : crop[0], : crop[1], : crop[2]] for dj in d]
+    lap = sum(_second_difference(v, j) / h[j] ** 2 for j in range(3))
+    return d, lap
+
+
+def _regulariser(v: torch.Tensor, h: list[float], weights) -> tuple[torch.Tensor, Callable[[], torch.Tensor]]:
+    """``R(v)`` (scalar tensor) and a function returning ``dR/dv`` from the same derivatives."""
+    a, m, b, mu, lam = weights
+    d, lap = _derivatives(v, h)
+    energy = a * (v * v).sum(1).mean()
+    energy = energy + m * sum((dj * dj).sum(1).mean() for dj in d)
+    energy = energy + b * (lap * lap).sum(1).mean()
+    div = d[0][:, 0] + d[1][:, 1] + d[2][:, 2]
+    if mu > 0 or lam > 0:
+        strain = sum((0.5 * (d[j][:, i] + d[i][:, j])) ** 2 for i in range(3) for j in range(3))
+        energy = energy + mu * strain.mean() + 0.5 * lam * (div * div).mean()
+
+    def gradient() -> torch.Tensor:
+        shape = v.shape[2:]
+        n_all = v.shape[0] * float(torch.tensor(shape).prod())
+        n_crop = v.shape[0] * float(torch.tensor([n - 1 for n in shape]).prod())
+        n_inner = v.shape[0] * float(torch.tensor([n - 2 for n in shape]).prod())
+        grad = (2.0 * a / n_all) * v
+        for j in range(3):
+            # dE/d(d_j v_i): membrane 2 m d_j v_i, strain 2 mu e_ij, divergence lam div (i = j)
+            q = (2.0 * m) * d[j]
+            if mu > 0:
+                q = q + mu * (d[j] + torch.stack([d[i][:, j] for i in range(3)], dim=1))
+            if lam > 0:
+                q[:, j] += lam * div
+            grad = grad + _difference_adjoint(q, j, shape) / (n_crop * h[j])
+        if b > 0:
+            full = F.pad(lap, (1, 1, 1, 1, 1, 1)) * (2.0 * b / n_inner)  # zero outside the inner voxels
+            for j in range(3):
+                dim = 2 + j
+                n = full.shape[dim]
+                second = -2.0 * full
+                second.narrow(dim, 1, n - 1).add_(full.narrow(dim, 0, n - 1))
+                second.narrow(dim, 0, n - 1).add_(full.narrow(dim, 1, n - 1))
+                grad = grad + second / h[j] ** 2
+        return grad
+
+    return energy, gradient
+
+
 def regulariser_energy(velocity_mm: torch.Tensor, voxel_size_mm, *,
                        weights=SHOOT_WEIGHTS) -> torch.Tensor:
     """Regularisation energy ``R(v)`` of a velocity (or displacement) field in mm.
@@ -73,29 +135,51 @@ def regulariser_energy(velocity_mm: torch.Tensor, voxel_size_mm, *,
         + mu <sum_ij e_ij^2> + lam/2 <(div v)^2>``, ``e = (Dv + Dv^T) / 2``, ``<.>`` the mean
         over voxels (first derivatives by forward differences, the Laplacian by the 3-point
         stencil, both divided by the spacing in mm). Units: mm^2 (a), dimensionless (m, mu,
-        lam), mm^-2 (b).
+        lam), mm^-2 (b). :func:`regulariser_gradient` is its gradient.
     """
-    a, m, b, mu, lam = _check_weights(weights)
-    v = velocity_mm
-    if v.ndim != 5 or v.shape[1] != 3 or min(v.shape[2:]) < 3:
-        raise ImageError(f"regulariser_energy: expected a (B, 3, X, Y, Z) field with every axis >= 3; "
-                         f"got {tuple(v.shape)}")
-    h = [float(s) for s in voxel_size_mm]
-    if len(h) != 3 or min(h) <= 0:
-        raise ImageError(f"regulariser_energy: voxel_size_mm must be 3 positive numbers; got {voxel_size_mm}")
-    crop = v[:, :, :-1, :-1, :-1]
-    d = [(v.narrow(2 + j, 1, v.shape[2 + j] - 1) - v.narrow(2 + j, 0, v.shape[2 + j] - 1)) / h[j]
-         for j in range(3)]
-    d = [dj[:, :, : crop.shape[2], : crop.shape[3], : crop.shape[4]] for dj in d]  # d[j][:, i] = d_j v_i
-    energy = a * (v * v).sum(1).mean()
-    energy = energy + m * sum((dj * dj).sum(1).mean() for dj in d)
-    lap = sum(_second_difference(v, j) / h[j] ** 2 for j in range(3))  # on the inner voxels
-    energy = energy + b * (lap * lap).sum(1).mean()
-    if mu > 0 or lam > 0:
-        strain = sum((0.5 * (d[j][:, i] + d[i][:, j])) ** 2 for i in range(3) for j in range(3))
-        div = d[0][:, 0] + d[1][:, 1] + d[2][:, 2]
-        energy = energy + mu * strain.mean() + 0.5 * lam * (div * div).mean()
-    return energy
+    w = _check_weights(weights)
+    h = _check_field(velocity_mm, voxel_size_mm, "regulariser_energy")
+    return _regulariser(velocity_mm, h, w)[0]
+
+
+def _difference_adjoint(q: torch.Tensor, axis: int, shape) -> torch.Tensor:
+    """Adjoint of ``v -> d_axis v`` (forward difference cropped to the first ``n - 1`` voxels of
+    every axis, unit spacing): ``q`` zero-extended to ``shape``, then ``q(x - e) - q(x)``."""
+    x, y, z = (int(n) for n in shape)
+    qf = F.pad(q, (0, z - q.shape[4], 0, y - q.shape[3], 0, x - q.shape[2]))
+    dim = 2 + axis
+    n = qf.shape[dim]
+    out = -qf
+    out.narrow(dim, 1, n - 1).add_(qf.narrow(dim, 0, n - 1))
+    return out
+
+
+def regulariser_gradient(velocity_mm: torch.Tensor, voxel_size_mm, *,
+                         weights=SHOOT_WEIGHTS) -> torch.Tensor:
+    """Gradient ``dR/dv`` of :func:`regulariser_energy` with respect to the field in mm.
+
+    ``R`` is a quadratic form, so its gradient is a fixed linear operator applied to ``v``:
+    the transposed finite differences applied to the derivatives of the energy density. It
+    equals autograd's gradient of :func:`regulariser_energy` to rounding, in about half the
+    time and without keeping a graph.
+
+    Parameters
+    ----------
+    velocity_mm : torch.Tensor
+        (B, 3, X, Y, Z) field in mm, each axis >= 3 voxels.
+    voxel_size_mm : sequence of 3 float
+        Voxel spacing along x, y, z in mm.
+    weights : sequence of 5 float
+        As :func:`regulariser_energy`.
+
+    Returns
+    -------
+    torch.Tensor
+        (B, 3, X, Y, Z) in mm^-1 (units of ``R`` per mm).
+    """
+    w = _check_weights(weights)
+    h = _check_field(velocity_mm, voxel_size_mm, "regulariser_gradient")
+    return _regulariser(velocity_mm, h, w)[1]()
 
 
 def _spectrum(shape, h, weights, lam_reg: float, device) -> torch.Tensor:
@@ -114,20 +198,13 @@ def _spectrum(shape, h, weights, lam_reg: float, device) -> torch.Tensor:
 
 def _energy(vel, sampler, m_s, f_s, hv, h, lam_reg, *, weights, steps):
     """E(v) at one level (float), the two half-way warped images (1, C, X, Y, Z) and a function
-    returning ``dR/dv`` (v in mm) at ``vel``: autograd through this evaluation's regulariser,
-    run only for the steps that are accepted, so the regulariser is evaluated once per step."""
+    returning ``dR/dv`` (v in mm) at ``vel`` (:func:`regulariser_gradient`, called only for the
+    steps that are accepted)."""
     w_m = sampler.sample_norm(m_s, sampler.exp_norm(0.5 * vel, steps), padding_mode="zeros")
     w_f = sampler.sample_norm(f_s, sampler.exp_norm(-0.5 * vel, steps), padding_mode="zeros")
     data = ((w_m - w_f) ** 2).sum(1).mean()
-    with torch.enable_grad():
-        v_mm = (vel * hv).detach().requires_grad_(True)
-        reg = regulariser_energy(v_mm, h, weights=weights)
-
-    def reg_gradient() -> torch.Tensor:
-        (g_reg,) = torch.autograd.grad(reg, v_mm)
-        return g_reg
-
-    return float(data + lam_reg * reg.detach()), w_m, w_f, reg_gradient
+    reg, reg_gradient = _regulariser(vel * hv, h, weights)
+    return float(data + lam_reg * reg), w_m, w_f, reg_gradient
 
 
 def _check_inputs(moving, fixed, voxel_size_mm, levels, lambdas, iterations):
