@@ -3,7 +3,10 @@
 Target on the 2-core development CPU: <= 60 s per subject, peak RAM <= 6 GB; on an H100-class
 GPU: <= 5 s per subject in a batch. The first subject of a process pays one-off costs (reading
 the templates, TorchScript warm-up); ``--repeat 2`` also times a second, warm subject, which is
-what every further subject of a batch costs. ``--batch N --workers K`` then times the throughput
+what every further subject of a batch costs. Before each subject and after the last, a fixed
+calibration workload (:func:`calibration_seconds`: thirty ``vbmkit.sampling.grid_sample`` calls of a 1.5 mm
+template-sized field, the registration's main cost) is timed, so runs at different moments of
+this shared machine, whose speed drifts by more than a third within an hour, can be compared. ``--batch N --workers K`` then times the throughput
 of N subjects (copies of the input under other names) shared by K processes on the same device,
 as ``vbmkit preprocess --jobs K`` runs them: the wall time of the whole batch divided by N,
 the processes' cold starts included.
@@ -33,6 +36,33 @@ DEFAULT_INPUT = REPO.parent / "shared" / "data" / "segref" / "chris_t1_fullhead.
 def peak_rss_gb() -> float:
     """Peak resident memory of this process so far (Linux ru_maxrss is in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+
+
+def calibration_seconds(device: torch.device, calls: int = 30) -> float:
+    """Wall time of a fixed workload: ``calls`` trilinear ``grid_sample`` of a (1, 3, 113, 137,
+    113) field (Template_4_GS's grid) at a smooth displacement of a few voxels, float32.
+
+    Its inputs are fixed (seeded), so on one machine it varies only with the machine's speed at
+    that moment; it is the same kind of work as the variational registration's inner loop.
+    """
+    import torch.nn.functional as F
+
+    from vbmkit.sampling import grid_sample
+
+    gen = torch.Generator().manual_seed(0)
+    shape = (113, 137, 113)
+    coarse = torch.randn(1, 3, 8, 9, 8, generator=gen) * 0.05
+    field = F.interpolate(coarse, size=shape, mode="trilinear", align_corners=True).to(device)
+    grid = F.affine_grid(torch.eye(4)[None, :3], [1, 3, *shape], align_corners=True).to(device)
+    grid = grid + field.permute(0, 2, 3, 4, 1)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        grid_sample(field, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
 
 
 def _batch_worker(path: Path, out: Path, names: list[str], device: str, threads: int) -> list[float]:
@@ -91,8 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out if args.out is not None else Path(tempfile.mkdtemp(prefix="vbmkit_speed_"))
     print(f"input {args.input}\ndevice {device}, torch threads {torch.get_num_threads()}, "
           f"load average before {tuple(round(v, 2) for v in os.getloadavg())}")
-    runs = []
+    runs, calibration = [], []
     for i in range(args.repeat):
+        calibration.append(calibration_seconds(device))
         if device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -105,11 +136,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run {i + 1}: {wall:.1f} s wall, {cpu:.1f} s CPU (all threads), TIV {report['volumes_ml']['tiv']:.0f} mL, "
               f"warp MSE {report['quality']['warp_mse']:.4f}, load average {tuple(round(v, 2) for v in os.getloadavg())}")
 
+    calibration.append(calibration_seconds(device))
     steps = [k for k in runs[0][0] if k != "total"]
     print("\nstep            " + "".join(f"  run {i + 1:<5}" for i in range(len(runs))))
     for s in steps:
         print(f"{s:<16}" + "".join(f"  {r[0].get(s, float('nan')):8.2f} s" for r in runs))
     print(f"{'total':<16}" + "".join(f"  {r[1]:8.2f} s" for r in runs))
+    print(f"{'calibration':<16}" + "".join(f"  {c:8.2f} s" for c in calibration[:-1])
+          + f"  (after the last run: {calibration[-1]:.2f} s; a fixed workload, lower = faster machine)")
     print(f"\npeak RAM (process): {peak_rss_gb():.2f} GB  (target <= 6 GB)")
     if device.type == "cuda":
         print("peak GPU memory: " + ", ".join(f"{r[2]:.2f} GB" for r in runs))

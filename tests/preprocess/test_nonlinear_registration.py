@@ -44,6 +44,9 @@ def test_inverse_is_consistent():
     inv = deformation_to_displacement(res.inverse)
     err = compose(fwd, inv).abs()[:, :, 3:-3, 3:-3, 3:-3]
     assert float(err.max()) < 0.1  # exp(v) o exp(-v) = id up to trilinear interpolation error
+    inverse_only = register_nonlinear(moving, fixed, scales=(2,), iterations=(20,), compute_forward=False)
+    assert inverse_only.deformation is None
+    assert torch.equal(inverse_only.inverse, res.inverse)  # the same inverse without the forward map
 
 
 def test_identical_images_give_identity():

@@ -33,10 +33,10 @@ class NonlinearResult:
     ----------
     velocity : torch.Tensor
         (3, X, Y, Z) float32 stationary velocity in voxels of the template grid (x, y, z).
-    deformation : torch.Tensor
+    deformation : torch.Tensor or None
         (X, Y, Z, 3) ``phi = exp(v)``: for each template voxel its position (template voxel
         coordinates, x, y, z) in the affinely aligned subject image; ``warp(moving, phi)`` is
-        the subject in template space.
+        the subject in template space (None when not asked for: ``compute_forward=False``).
     inverse : torch.Tensor or None
         (X, Y, Z, 3) ``exp(-v)``, the inverse map (subject-aligned voxel -> template voxel).
     loss_history : list of float
@@ -44,7 +44,7 @@ class NonlinearResult:
     """
 
     velocity: torch.Tensor
-    deformation: torch.Tensor
+    deformation: torch.Tensor | None
     inverse: torch.Tensor | None
     loss_history: list[float] = field(default_factory=list)
 
@@ -96,6 +96,7 @@ def register_nonlinear(
     steps: int = 7,
     symmetric: bool = True,
     compute_inverse: bool = True,
+    compute_forward: bool = True,
     device: str | torch.device = "cpu",
     progress: Callable[[int, int], None] | None = None,
 ) -> NonlinearResult:
@@ -125,6 +126,9 @@ def register_nonlinear(
         Compare ``m o exp(v/2)`` with ``f o exp(-v/2)`` (SyN-like); else ``m o exp(v)`` with ``f``.
     compute_inverse : bool
         Also integrate ``exp(-v)`` at full resolution.
+    compute_forward : bool
+        Integrate ``exp(v)`` at full resolution (False: ``deformation`` is None, for callers that
+        need only the inverse).
     device : str or torch.device
         Where to compute.
     progress : callable (done, total), optional
@@ -177,6 +181,6 @@ def register_nonlinear(
             if progress is not None:
                 progress(done, total)
     v = resize_field(v, full)
-    phi = displacement_to_deformation(integrate_velocity(v, steps=steps))[0]
+    phi = displacement_to_deformation(integrate_velocity(v, steps=steps))[0] if compute_forward else None
     inv = displacement_to_deformation(integrate_velocity(-v, steps=steps))[0] if compute_inverse else None
     return NonlinearResult(velocity=v[0], deformation=phi, inverse=inv, loss_history=history)

@@ -270,7 +270,8 @@ def deformed_priors(seg: SegmentationStep, matrix: np.ndarray, *, device: torch.
     moving = tissue_on_output_grid(seg, matrix)
     scales, iterations = zip(*PRIOR_REGISTRATION, strict=True)
     result = register_nonlinear(moving.to(device), shooting.data[:2].to(device), scales=scales,
-                                iterations=iterations, compute_inverse=True, device=device)
+                                iterations=iterations, compute_inverse=True, compute_forward=False,
+                                device=device)
     data = shooting.data.float()
     if csf_wm:
         data = torch.cat([data, _template_csf_wm_region()[None]])
