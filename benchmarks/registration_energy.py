@@ -14,6 +14,13 @@ The segmentation is slow on 2 cores, so its outputs are cached in ``--cache`` (g
 
     nice -n 10 .venv/bin/python benchmarks/registration_energy.py --subjects 4
     nice -n 10 .venv/bin/python benchmarks/registration_energy.py --subjects 4 --prepare-only
+
+The pipeline's settings (version 6), against the same with a 1.5 mm velocity at the last level::
+
+    .venv/bin/python benchmarks/registration_energy.py --subjects 5 --methods variational \
+        --lambdas 2,1,0.8 --weights 1e-4,1e-3,0.3,0.05,0.2 --velocity-levels 4,2,2 --label v6_3mm
+    .venv/bin/python benchmarks/registration_energy.py --subjects 5 --methods variational \
+        --lambdas 2,1,1 --weights 1e-4,1e-3,0.3,0.05,0.2 --label v5_1.5mm
 """
 
 from __future__ import annotations
@@ -111,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iterations", default="", help="comma-separated steps per level (default: the function's)")
     ap.add_argument("--weights", default="", help="5 comma-separated regulariser weights (default: the function's)")
     ap.add_argument("--steps", type=int, default=0, help="squarings of the scaling and squaring (default: the function's)")
+    ap.add_argument("--velocity-levels", default="",
+                    help="comma-separated velocity grid factor per level, e.g. 4,2,2 (default: the function's)")
+    ap.add_argument("--label", default="variational", help="name of the variational run in the table")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     subjects = sorted(p.name for p in DATA.glob("sub-*"))
@@ -136,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         kw["weights"] = tuple(float(x) for x in args.weights.split(","))
     if args.steps:
         kw["steps"] = args.steps
+    if args.velocity_levels:
+        kw["velocity_levels"] = tuple(int(x) for x in args.velocity_levels.split(","))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     print(f"variational settings: {kw or 'defaults'}", flush=True)
     rows = []
@@ -151,12 +163,14 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 raise SystemExit(f"--methods: unknown method {method!r} (demons, variational)")
             seconds = time.perf_counter() - t0
-            rows.append({"subject": sub, **_figures(method, res, seconds, data, shoot, brain)})
+            name = args.label if method == "variational" else method
+            rows.append({"subject": sub, **_figures(name, res, seconds, data, shoot, brain)})
             _print(rows[-1:])
     print("\nmedians over subjects " + ", ".join(subjects))
+    names = [args.label if m == "variational" else m for m in methods]
     _print([{"subject": "median", "method": m,
              **{k: statistics.median(r[k] for r in rows if r["method"] == m) for k in FORMATS}}
-            for m in methods])
+            for m in names])
     print(f"load average at the end {os.getloadavg()}")
     return 0
 

@@ -135,11 +135,12 @@ def test_parallel_jobs_list_broken_inputs(tmp_path):
 
 def test_registration_levels_follow_the_method_and_skip_empty_levels():
     lam = REGISTRATION_LAMBDAS
-    assert registration_levels(PreprocessConfig()) == [(4, 40, lam[0]), (2, 30, lam[1]), (1, 25, lam[2])]
+    # variational: the 1.5 mm level compares images at 1.5 mm with a velocity on the 3 mm grid
+    assert registration_levels(PreprocessConfig()) == [(4, 4, 40, lam[0]), (2, 2, 30, lam[1]), (1, 2, 25, lam[2])]
     assert registration_levels(PreprocessConfig(registration="demons")) == [
-        (4, 40, lam[0]), (2, 30, lam[1]), (1, 10, lam[2])]
+        (4, 4, 40, lam[0]), (2, 2, 30, lam[1]), (1, 1, 10, lam[2])]
     fast = PreprocessConfig(registration_iterations=[40, 30, 0])  # the demo's profile: no 1.5 mm level
-    assert registration_levels(fast) == [(4, 40, lam[0]), (2, 30, lam[1])]
+    assert registration_levels(fast) == [(4, 4, 40, lam[0]), (2, 2, 30, lam[1])]
     with pytest.raises(ValidationError, match="expected 3 non-negative counts"):
         PreprocessConfig(registration_iterations=[0, 0, 0])
 

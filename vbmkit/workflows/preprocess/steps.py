@@ -142,13 +142,20 @@ AFFINE_MM = 2.0
 #: Downsampling factors of the nonlinear registration levels on the 1.5 mm grid (6, 3, 1.5 mm),
 #: one per entry of ``PreprocessConfig.registration_iterations``.
 REGISTRATION_LEVELS = (4, 2, 1)
+#: Downsampling factors of the variational registration's velocity grid per level (6, 3, 3 mm):
+#: at the finest level the images are compared at 1.5 mm and the velocity lives on the 3 mm
+#: grid (pipeline version 6): on ds002748 sub-01..05 the same warp MSE and linear elasticity
+#: as a 1.5 mm velocity (with lambda 0.8 instead of 1 there) in 2.3x less time
+#: (``benchmarks/registration_energy.py --velocity-levels``; docs/algorithms_registration.md).
+REGISTRATION_VELOCITY_LEVELS = (4, 2, 2)
 #: Steps per level of each registration method when ``registration_iterations`` is not set.
 REGISTRATION_ITERATIONS = {"variational": (40, 30, 25), "demons": (40, 30, 10)}
 #: Regularisation weight ``lambda`` of the variational registration per level (6, 3, 1.5 mm) and
 #: its regulariser weights (absolute, membrane, bending, mu, lambda): SPM12 Shooting's ``rparam``
-#: with bending 0.3 instead of 0.2. Both tuned on ds002748 sub-01 and sub-02
+#: with bending 0.3 instead of 0.2. Both tuned on ds002748 sub-01 and sub-02, the last lambda
+#: (0.8, with the 3 mm velocity of the finest level) on sub-01..05
 #: (``benchmarks/registration_energy.py``; docs/algorithms_registration.md).
-REGISTRATION_LAMBDAS = (2.0, 1.0, 1.0)
+REGISTRATION_LAMBDAS = (2.0, 1.0, 0.8)
 REGISTRATION_WEIGHTS = (1e-4, 1e-3, 0.3, 0.05, 0.2)
 #: (factor, updates) of the registration that deforms the priors for the second segmentation
 #: (6 and 3 mm: the priors are smooth, a finer warp changes the segmentation little).
@@ -325,11 +332,13 @@ def write_native(paths: dict[str, Path], native_maps: torch.Tensor, grid: Grid, 
         save_volume(paths[key], native_maps[i], grid.affine, orientation_of=stored_affine, description=descr[key])
 
 
-def registration_levels(settings: PreprocessConfig) -> list[tuple[int, int, float]]:
-    """(downsampling factor, steps, lambda) of each level that runs (6, 3, 1.5 mm; 0 steps skip a level)."""
+def registration_levels(settings: PreprocessConfig) -> list[tuple[int, int, int, float]]:
+    """(image downsampling factor, velocity downsampling factor, steps, lambda) of each level that
+    runs (6, 3, 1.5 mm; 0 steps skip a level). The demons keep the velocity on the image grid."""
     iterations = settings.registration_iterations or REGISTRATION_ITERATIONS[settings.registration]
-    return [(f, int(n), lam) for f, n, lam in zip(REGISTRATION_LEVELS, iterations, REGISTRATION_LAMBDAS, strict=True)
-            if n > 0]
+    vlevels = REGISTRATION_VELOCITY_LEVELS if settings.registration == "variational" else REGISTRATION_LEVELS
+    return [(f, vf, int(n), lam) for f, vf, n, lam in zip(REGISTRATION_LEVELS, vlevels, iterations,
+                                                          REGISTRATION_LAMBDAS, strict=True) if n > 0]
 
 
 def register_to_shooting_template(seg: SegmentationStep, matrix: np.ndarray, settings: PreprocessConfig, *,
@@ -340,13 +349,14 @@ def register_to_shooting_template(seg: SegmentationStep, matrix: np.ndarray, set
     shooting = load_shooting_template()
     moving = tissue_on_output_grid(seg, matrix)
     template = shooting.data[:2]
-    factors, iterations, lambdas = zip(*registration_levels(settings), strict=True)
+    factors, velocity_factors, iterations, lambdas = zip(*registration_levels(settings), strict=True)
     push = settings.modulation == "push"
     if settings.registration == "variational":
         result = register_variational(moving.to(device), template.to(device),
                                       voxel_size_mm=tuple(float(v) for v in shooting.grid.voxel_size),
-                                      levels=factors, lambdas=lambdas, iterations=iterations,
-                                      weights=REGISTRATION_WEIGHTS, compute_inverse=push, device=device)
+                                      levels=factors, velocity_levels=velocity_factors, lambdas=lambdas,
+                                      iterations=iterations, weights=REGISTRATION_WEIGHTS, compute_inverse=push,
+                                      device=device)
     else:
         result = register_nonlinear(moving.to(device), template.to(device), scales=factors,
                                     iterations=iterations, compute_inverse=push, device=device)
