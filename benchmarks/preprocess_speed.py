@@ -4,9 +4,10 @@ Target on the 2-core development CPU: <= 60 s per subject, peak RAM <= 6 GB; on 
 GPU: <= 5 s per subject in a batch. The first subject of a process pays one-off costs (reading
 the templates, TorchScript warm-up); ``--repeat 2`` also times a second, warm subject, which is
 what every further subject of a batch costs. Before each subject and after the last, a fixed
-calibration workload (:func:`calibration_seconds`: thirty ``vbmkit.sampling.grid_sample`` calls of a 1.5 mm
-template-sized field, the registration's main cost) is timed, so runs at different moments of
-this shared machine, whose speed drifts by more than a third within an hour, can be compared. ``--batch N --workers K`` then times the throughput
+calibration workload (:func:`calibration_seconds`: thirty ``vbmkit.sampling.grid_sample`` calls
+of a field on the 1.5 mm template grid, the registration's main cost) is timed, so runs at
+different moments of this shared machine, whose speed drifts by more than a third within an
+hour, can be compared. ``--batch N --workers K`` then times the throughput
 of N subjects (copies of the input under other names) shared by K processes on the same device,
 as ``vbmkit preprocess --jobs K`` runs them: the wall time of the whole batch divided by N,
 the processes' cold starts included.

@@ -15,6 +15,7 @@ step lowers ``E``); ``exp`` by scaling and squaring (:func:`vbmkit.preprocess.wa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -88,9 +89,9 @@ def _regulariser(v: torch.Tensor, h: list[float], weights) -> tuple[torch.Tensor
 
     def gradient() -> torch.Tensor:
         shape = v.shape[2:]
-        n_all = v.shape[0] * float(torch.tensor(shape).prod())
-        n_crop = v.shape[0] * float(torch.tensor([n - 1 for n in shape]).prod())
-        n_inner = v.shape[0] * float(torch.tensor([n - 2 for n in shape]).prod())
+        n_all = float(v.shape[0] * math.prod(shape))
+        n_crop = float(v.shape[0] * math.prod(n - 1 for n in shape))
+        n_inner = float(v.shape[0] * math.prod(n - 2 for n in shape))
         grad = (2.0 * a / n_all) * v
         for j in range(3):
             # dE/d(d_j v_i): membrane 2 m d_j v_i, strain 2 mu e_ij, divergence lam div (i = j)
@@ -208,7 +209,7 @@ class _Level:
         self.shape, self.vshape = shape, vshape
         self.image = _FieldSampler(shape, device=device, dtype=torch.float32)
         self.velocity = self.image if vshape == shape else _FieldSampler(vshape, device=device, dtype=torch.float32)
-        self.ratio = float(torch.tensor(vshape).prod()) / float(torch.tensor(shape).prod())
+        self.ratio = math.prod(vshape) / math.prod(shape)
 
     def exp_norm(self, vel: torch.Tensor, steps: int) -> torch.Tensor:
         un = self.velocity.exp_norm(vel, steps)
