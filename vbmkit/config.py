@@ -117,7 +117,8 @@ class PreprocessConfig(_Section):
     registration_iterations: list[int] | None = Field(None, description=(
         "Nonlinear registration steps at 6, 3 and 1.5 mm (coarse to fine; 0 skips a level, "
         "e.g. [40, 30, 0] for a fast, coarser warp); default: the method's, [40, 30, 25] "
-        "(variational) or [40, 30, 10] (demons)."))
+        "(variational) or [40, 30, 10] (demons). A level skipped here is skipped by the "
+        "registration that deforms the priors of the second segmentation, too."))
     modulation: Literal["push", "pull"] = Field("push", description=(
         "How mwp1/mwp2 are made: 'push' sends each native voxel's tissue volume through the "
         "inverse map (CAT12's 'preserve amount': the total equals the native volume); 'pull' "

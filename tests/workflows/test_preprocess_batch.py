@@ -13,7 +13,12 @@ from vbmkit.errors import ConfigError
 from vbmkit.io.records import write_report
 from vbmkit.workflows.preprocess import run as wf
 from vbmkit.workflows.preprocess.naming import output_paths, settings_hash
-from vbmkit.workflows.preprocess.steps import REGISTRATION_LAMBDAS, registration_levels
+from vbmkit.workflows.preprocess.steps import (
+    PRIOR_REGISTRATION,
+    REGISTRATION_LAMBDAS,
+    prior_registration_levels,
+    registration_levels,
+)
 
 
 def write_t1(path, seed=0):
@@ -143,6 +148,14 @@ def test_registration_levels_follow_the_method_and_skip_empty_levels():
     assert registration_levels(fast) == [(4, 4, 40, lam[0]), (2, 2, 30, lam[1])]
     with pytest.raises(ValidationError, match="expected 3 non-negative counts"):
         PreprocessConfig(registration_iterations=[0, 0, 0])
+
+
+def test_prior_registration_skips_the_levels_the_final_registration_skips():
+    assert prior_registration_levels(PreprocessConfig()) == PRIOR_REGISTRATION
+    assert [f for f, _ in PRIOR_REGISTRATION] == [4, 2, 1]  # 6, 3 and 1.5 mm
+    fast = PreprocessConfig(registration_iterations=[40, 30, 0])  # the demo's profile
+    assert prior_registration_levels(fast) == PRIOR_REGISTRATION[:2]
+    assert prior_registration_levels(PreprocessConfig(registration_iterations=[0, 30, 25])) == PRIOR_REGISTRATION[1:]
 
 
 def test_gpu_jobs_share_a_gpu_as_far_as_its_memory_holds():

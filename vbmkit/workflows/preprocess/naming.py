@@ -13,8 +13,9 @@ from vbmkit.io.bids_write import TEMPLATE_SPACE, bids_entities, bids_name, subje
 from vbmkit.workflows.stage import fingerprint
 
 # Bump when a change of the pipeline changes its outputs: finished subjects are then redone.
-PIPELINE_VERSION = 6  # 4: the CSF/WM class (issue 18); 5: variational registration, push modulation (issue 13);
-# 6: the variational registration's finest level keeps its velocity on the 3 mm grid (issue 13, speed)
+PIPELINE_VERSION = 7  # 4: the CSF/WM class (issue 18); 5: variational registration, push modulation (issue 13);
+# 6: the variational registration's finest level keeps its velocity on the 3 mm grid (issue 13, speed);
+# 7: the registration that deforms the priors of the second segmentation gets a 1.5 mm level
 NATIVE_MAPS = ("p0", "p1", "p2", "p3")
 WARPED_MAPS = ("mwp1", "mwp2")
 # Settings that do not change outputs, so changing them does not redo finished subjects.

@@ -133,7 +133,8 @@ def preprocess_subject(t1: T1Input, out: Path, settings: PreprocessConfig, *,
     if settings.deformed_priors:
         with clock.step("segment_deformed_priors"):
             seg = steps.segment_with_deformed_priors(seg_input, seg, aff.matrix, device=device,
-                                                     csf_wm=settings.csf_wm_class)
+                                                     csf_wm=settings.csf_wm_class,
+                                                     levels=steps.prior_registration_levels(settings))
     del seg_input
     with clock.step("native_maps"):
         native_maps = steps.to_native(seg, native.grid)
