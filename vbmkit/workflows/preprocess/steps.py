@@ -245,11 +245,11 @@ def segment_native(inp: SegmentationInput, matrix: np.ndarray, *, device: torch.
 
 
 def prior_registration_levels(settings: PreprocessConfig) -> tuple[tuple[int, int], ...]:
-    """(factor, updates) of the prior registration's levels for ``settings``: all of
-    :data:`PRIOR_REGISTRATION`, less the 1.5 mm level when the final registration skips its own
-    (``registration_iterations`` ending in 0, as the demo's fast profile does)."""
-    iterations = settings.registration_iterations or REGISTRATION_ITERATIONS[settings.registration]
-    return tuple(level for level, n in zip(PRIOR_REGISTRATION, iterations, strict=True) if n > 0)
+    """(factor, updates) of the prior registration's levels for ``settings``: those of
+    :data:`PRIOR_REGISTRATION` whose level the final registration runs (the demo's fast profile,
+    ``[40, 30, 0]``, skips the 1.5 mm level in both)."""
+    return tuple(level for level, n in zip(PRIOR_REGISTRATION, registration_iterations(settings), strict=True)
+                 if n > 0)
 
 
 def segment_with_deformed_priors(inp: SegmentationInput, first: SegmentationStep, matrix: np.ndarray, *,
@@ -346,10 +346,16 @@ def write_native(paths: dict[str, Path], native_maps: torch.Tensor, grid: Grid, 
         save_volume(paths[key], native_maps[i], grid.affine, orientation_of=stored_affine, description=descr[key])
 
 
+def registration_iterations(settings: PreprocessConfig) -> tuple[int, ...]:
+    """Steps of the final registration at 6, 3 and 1.5 mm: ``registration_iterations`` or the
+    method's default (:data:`REGISTRATION_ITERATIONS`); 0 skips a level."""
+    return tuple(settings.registration_iterations or REGISTRATION_ITERATIONS[settings.registration])
+
+
 def registration_levels(settings: PreprocessConfig) -> list[tuple[int, int, int, float]]:
     """(image downsampling factor, velocity downsampling factor, steps, lambda) of each level that
     runs (6, 3, 1.5 mm; 0 steps skip a level). The demons keep the velocity on the image grid."""
-    iterations = settings.registration_iterations or REGISTRATION_ITERATIONS[settings.registration]
+    iterations = registration_iterations(settings)
     vlevels = REGISTRATION_VELOCITY_LEVELS if settings.registration == "variational" else REGISTRATION_LEVELS
     return [(f, vf, int(n), lam) for f, vf, n, lam in zip(REGISTRATION_LEVELS, vlevels, iterations,
                                                           REGISTRATION_LAMBDAS, strict=True) if n > 0]
